@@ -1,0 +1,1 @@
+"""MuJoCo worlds and gymnasium environments (installed as rlpf.envs)."""

@@ -1,0 +1,1 @@
+"""Trackers, scripted controllers and control heads (installed as rlpf.policies)."""

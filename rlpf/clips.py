@@ -1,0 +1,188 @@
+"""Clips: MuJoCo scene states over time, and their .npz file format (see DESIGN.md).
+
+    qpos     float [T, nq] or [N, T, nq]   generalized positions in the world model's order
+    fps      scalar > 0
+    world    str, optional                 a built-in world name (the CLI's --world wins)
+    prompt   str or [N] str, optional
+    actions  float [T, nu] or [N, T, nu], optional
+"""
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import mujoco
+import numpy as np
+
+
+class ClipError(ValueError):
+    """A clip that cannot be used; the message names the source and the problem."""
+
+    def __init__(self, source: str, problem: str):
+        super().__init__(f"{source}: {problem}")
+        self.source = source
+        self.problem = problem
+
+
+@dataclass
+class Clip:
+    """One motion: qpos per frame at a frame rate, with what generated it."""
+
+    qpos: np.ndarray
+    fps: float
+    world: str | None = None
+    prompt: str | None = None
+    actions: np.ndarray | None = None
+    source: str = "<memory>"
+    cache: dict = field(default_factory=dict, repr=False, compare=False)
+    """Per-clip results shared by reward plugins (e.g. the inverse-dynamics pass)."""
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.qpos.shape[0])
+
+    @property
+    def dt(self) -> float:
+        return 1.0 / self.fps
+
+    @property
+    def duration(self) -> float:
+        return (self.n_frames - 1) / self.fps
+
+
+def clip_files(paths: Iterable[str]) -> Iterator[str]:
+    """Every .npz file named or inside the given directories (recursively, sorted); other names as given."""
+    for p in paths:
+        if os.path.isdir(p):
+            for root, dirs, files in os.walk(p):
+                dirs.sort()
+                for f in sorted(files):
+                    if f.endswith(".npz"):
+                        yield os.path.join(root, f)
+        else:
+            yield p
+
+
+def load_clips(path: str) -> list[Clip]:
+    """All clips in one .npz file (a batch file gives N clips with sources ``path#i``).
+
+    Checks the file's own structure; ``validate`` checks a clip against a world.
+    """
+    if not os.path.exists(path):
+        raise ClipError(path, "file not found")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise ClipError(path, f"unreadable .npz file ({type(e).__name__}: {e})") from None
+    if "qpos" not in data:
+        raise ClipError(path, f"no 'qpos' array (keys: {sorted(data)})")
+    qpos = data["qpos"]
+    if qpos.ndim not in (2, 3) or not np.issubdtype(qpos.dtype, np.number):
+        raise ClipError(path, f"'qpos' must be a numeric [T, nq] or [N, T, nq] array, got shape {qpos.shape} {qpos.dtype}")
+    if "fps" not in data:
+        raise ClipError(path, "missing 'fps'")
+    try:
+        fps = float(np.asarray(data["fps"]).reshape(()))
+    except (TypeError, ValueError):
+        raise ClipError(path, f"'fps' must be one number, got {data['fps']!r}") from None
+    if not np.isfinite(fps) or fps <= 0:
+        raise ClipError(path, f"'fps' must be positive, got {fps}")
+    world = str(data["world"]) if "world" in data else None
+    batch = qpos.ndim == 3
+    n = qpos.shape[0] if batch else 1
+    prompts = _per_clip(path, data.get("prompt"), n, batch, "prompt")
+    actions = data.get("actions")
+    if actions is not None and actions.ndim != qpos.ndim:
+        raise ClipError(path, f"'actions' shape {actions.shape} does not match 'qpos' shape {qpos.shape}")
+    clips = []
+    for i in range(n):
+        clips.append(Clip(
+            qpos=np.asarray(qpos[i] if batch else qpos, dtype=np.float64),
+            fps=fps,
+            world=world,
+            prompt=prompts[i],
+            actions=None if actions is None else np.asarray(actions[i] if batch else actions, np.float64),
+            source=f"{path}#{i}" if batch else path,
+        ))
+    return clips
+
+
+def _per_clip(path, value, n, batch, key):
+    if value is None:
+        return [None] * n
+    value = np.asarray(value)
+    if value.ndim == 0:
+        return [str(value)] * n
+    if batch and value.shape == (n,):
+        return [str(v) for v in value]
+    raise ClipError(path, f"'{key}' must be a string or one string per clip, got shape {value.shape}")
+
+
+def validate(clip: Clip, model: mujoco.MjModel, world_name: str = "") -> Clip:
+    """Check a clip against a world's model; normalise its quaternions in place. Raises ClipError."""
+    q = clip.qpos
+    if q.ndim != 2:
+        raise ClipError(clip.source, f"qpos must be [T, nq], got shape {q.shape}")
+    if q.shape[0] < 2:
+        raise ClipError(clip.source, f"needs at least 2 frames, got {q.shape[0]}")
+    if q.shape[1] != model.nq:
+        raise ClipError(clip.source, f"qpos has width {q.shape[1]} but world {world_name!r} has nq={model.nq}")
+    bad = ~np.isfinite(q)
+    if bad.any():
+        t, j = np.argwhere(bad)[0]
+        raise ClipError(clip.source, f"qpos has {bad.sum()} non-finite values (first at frame {t}, coordinate {j})")
+    if not (np.isfinite(clip.fps) and clip.fps > 0):
+        raise ClipError(clip.source, f"fps must be positive, got {clip.fps}")
+    if clip.actions is not None:
+        a = clip.actions
+        if a.ndim != 2 or a.shape[0] != q.shape[0] or a.shape[1] != model.nu:
+            raise ClipError(clip.source, f"actions must be [T={q.shape[0]}, nu={model.nu}], got {a.shape}")
+        if not np.isfinite(a).all():
+            raise ClipError(clip.source, "actions contain non-finite values")
+    for adr in quaternion_addresses(model):
+        quat = q[:, adr:adr + 4]
+        norm = np.linalg.norm(quat, axis=1, keepdims=True)
+        if (norm < 1e-6).any():
+            raise ClipError(clip.source, f"zero quaternion at qpos[{adr}:{adr + 4}]")
+        q[:, adr:adr + 4] = quat / norm
+    return clip
+
+
+def quaternion_addresses(model: mujoco.MjModel) -> list[int]:
+    """qpos addresses where a free or ball joint's unit quaternion starts."""
+    out = []
+    for j in range(model.njnt):
+        if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE:
+            out.append(int(model.jnt_qposadr[j]) + 3)
+        elif model.jnt_type[j] == mujoco.mjtJoint.mjJNT_BALL:
+            out.append(int(model.jnt_qposadr[j]))
+    return out
+
+
+def save_clips(path: str, clips: list[Clip] | Clip, world: str | None = None) -> str:
+    """Write clips to one .npz: a single clip as [T, nq], several of equal length as a [N, T, nq] batch."""
+    clips = [clips] if isinstance(clips, Clip) else list(clips)
+    if not clips:
+        raise ValueError("save_clips: no clips to save")
+    fps = {c.fps for c in clips}
+    if len(fps) != 1 or len({c.qpos.shape for c in clips}) != 1:
+        raise ValueError("save_clips: a batch file needs clips of one shape and one fps; save them separately")
+    out: dict[str, np.ndarray] = {"fps": np.float64(clips[0].fps)}
+    batch = len(clips) > 1
+    out["qpos"] = np.stack([c.qpos for c in clips]) if batch else clips[0].qpos
+    world = world or clips[0].world
+    if world:
+        out["world"] = np.str_(world)
+    prompts = [c.prompt for c in clips]
+    if any(p is not None for p in prompts):
+        out["prompt"] = np.array([p or "" for p in prompts]) if batch else np.str_(prompts[0])
+    if all(c.actions is not None for c in clips):
+        out["actions"] = np.stack([c.actions for c in clips]) if batch else clips[0].actions
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp.npz"
+    np.savez_compressed(tmp, **out)
+    os.replace(tmp, path)  # never leave a half-written clip file
+    return path
