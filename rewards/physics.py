@@ -4,6 +4,7 @@ from rlpf.rewards import (  # noqa: F401
     joint_limits,
     object_motion,
     penetration,
+    root_impulse,
     root_residual,
     skating,
     torques,

@@ -142,7 +142,7 @@ def write_report(report: dict, path: str) -> None:
     os.replace(tmp, path)
 
 
-SHORT = {"penetration_m": "pen_m", "float_m": "float_m", "skate_mps": "skate", "root_residual_bw": "root_bw",
+SHORT = {"root_impulse_bws": "impulse", "penetration_m": "pen_m", "float_m": "float_m", "skate_mps": "skate", "root_residual_bw": "root_bw",
          "joint_limit_rad": "limit", "torque_excess": "torque", "object_unexplained_mps": "object"}
 
 
