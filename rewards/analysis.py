@@ -62,10 +62,13 @@ def analyze(clip: Clip, cw: CompiledWorld) -> ClipPhysics:
 
 
 def smooth_time(x: np.ndarray) -> np.ndarray:
-    """Binomial [1, 2, 1]/4 filter along time, edges held: removes frame-level noise, keeps motion."""
+    """Binomial [1, 2, 1]/4 filter along time: removes frame-level noise, keeps motion.
+
+    Edges are extended linearly (odd reflection), so a body moving steadily is not slowed at the ends.
+    """
     if len(x) < 3:
         return x.copy()
-    p = np.concatenate([x[:1], x, x[-1:]])
+    p = np.concatenate([2 * x[:1] - x[1:2], x, 2 * x[-1:] - x[-2:-1]])
     return 0.25 * p[:-2] + 0.5 * p[1:-1] + 0.25 * p[2:]
 
 

@@ -8,7 +8,7 @@ is decelerating is fine, and a body gliding over planted feet is not.
 """
 import numpy as np
 
-from rlpf.rewards.analysis import FOOT_CONTACT_BAND, analyze, contact_solution
+from rlpf.rewards.analysis import FOOT_CONTACT_BAND, analyze, contact_solution, window_max
 from rlpf.rewards.registry import per_clip, register
 
 RESIDUAL_FLOOR = 0.1
@@ -17,7 +17,7 @@ RESIDUAL_SCALE = 0.2
 """Body weights above the floor at which a frame's slip counts in full."""
 
 
-@register("skate_mps", threshold=0.15, unit="m/s", physics=True)
+@register("skate_mps", threshold=0.25, unit="m/s", physics=True)
 @per_clip
 def skating(clip, world):
     """Mean horizontal slip speed of planted feet that the available friction does not explain (m/s).
@@ -28,7 +28,8 @@ def skating(clip, world):
     if world.floor_geom is None or not len(world.foot_geoms) or not world.floating:
         return None
     ph = analyze(clip, world)
-    planted = ph.foot_height < FOOT_CONTACT_BAND + world.contact_margin
+    # planted for three frames running: a foot touching down between frames is an impact, not a stance
+    planted = window_max(ph.foot_height, 1) < FOOT_CONTACT_BAND + world.contact_margin
     if not planted.any():
         return 0.0
     residual = contact_solution(clip, world).root_residual
