@@ -10,7 +10,13 @@ EXAMPLES_DIR = os.path.join(os.path.dirname(__file__), "examples")
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may stand anywhere, e.g. `rlpf score a.npz --world ant weights.x=1`
+    overrides = [a for a in extra if "=" in a and not a.startswith("-")]
+    if len(overrides) != len(extra) or (overrides and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(a for a in extra if a not in overrides) or ' '.join(extra)}")
+    if overrides:
+        args.overrides = args.overrides + overrides
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -51,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", help="YAML file with ScoreConfig fields")
     s.add_argument("--examples", action="store_true", help="score the example clips bundled with rlpf")
     s.add_argument("--quiet", action="store_true", help="no table, no progress bar")
-    s.add_argument("overrides", nargs="*", default=[], metavar="key=value", help=argparse.SUPPRESS)
+    s.set_defaults(overrides=[])
     s.set_defaults(func=cmd_score)
 
     sim = sub.add_parser(
@@ -85,7 +91,7 @@ def cmd_score(args) -> int:
     from rlpf.scoring import ScoreConfig, format_table, score_paths, write_report
 
     paths, overrides = [], []
-    for a in args.paths + args.overrides:
+    for a in args.paths + args.overrides:  # a path-less key=value given first lands in paths
         (overrides if "=" in a and not os.path.exists(a) else paths).append(a)
     if args.examples:
         paths.append(EXAMPLES_DIR)

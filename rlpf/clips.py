@@ -73,7 +73,13 @@ def load_clips(path: str) -> list[Clip]:
     if not os.path.exists(path):
         raise ClipError(path, "file not found")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise ClipError(path, f"unreadable .npz file ({type(e).__name__}: {e})") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise ClipError(path, "not an .npz archive (a bare .npy array?): save clips with np.savez or rlpf.clips.save_clips")
+    try:
+        with z:
             data = {k: z[k] for k in z.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         raise ClipError(path, f"unreadable .npz file ({type(e).__name__}: {e})") from None
@@ -95,7 +101,7 @@ def load_clips(path: str) -> list[Clip]:
     n = qpos.shape[0] if batch else 1
     prompts = _per_clip(path, data.get("prompt"), n, batch, "prompt")
     actions = data.get("actions")
-    if actions is not None and actions.ndim != qpos.ndim:
+    if actions is not None and (actions.ndim != qpos.ndim or actions.shape[:-1] != qpos.shape[:-1]):
         raise ClipError(path, f"'actions' shape {actions.shape} does not match 'qpos' shape {qpos.shape}")
     clips = []
     for i in range(n):

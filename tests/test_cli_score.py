@@ -170,10 +170,6 @@ def test_override_selects_and_weights_a_plugin(valid_paths, tmp_path):
         unregister("t_cli_const")
 
 
-@pytest.mark.xfail(strict=True, raises=SystemExit,
-                   reason="BUG rlpf/cli.py build_parser: two nargs='*' positionals (paths, overrides) mean "
-                          "key=value overrides after an option (e.g. `--world ant weights.x=1`) are rejected "
-                          "by argparse as 'unrecognized arguments'")
 def test_override_after_an_option(valid_paths, tmp_path):
     out = tmp_path / "r.json"
     rc = main(["score", valid_paths[0], "--world", "ant", "weights.float_m=-1", "--quiet", "--out", str(out)])
