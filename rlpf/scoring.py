@@ -48,7 +48,7 @@ class ScoreConfig:
         return out
 
 
-def score_clips(clips: list[Clip], world: str, cfg: ScoreConfig | None = None, **context) -> list[dict]:
+def score_clips(clips: list[Clip], world, cfg: ScoreConfig | None = None, **context) -> list[dict]:
     """Score already-loaded, validated clips of one world; one report entry per clip (or error)."""
     cfg = cfg or ScoreConfig()
     weights = cfg.resolved_weights()
