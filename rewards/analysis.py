@@ -75,10 +75,15 @@ def smooth_time(x: np.ndarray) -> np.ndarray:
 def _analyze(clip: Clip, cw: CompiledWorld) -> ClipPhysics:
     m = cw.model
     dt = clip.dt
-    qpos = smooth_time(clip.qpos)
-    for adr in quaternion_addresses(m):
+    raw = clip.qpos.copy()
+    quats = quaternion_addresses(m)
+    for adr in quats:  # q and -q are one rotation: make the sign continuous before averaging
+        q = raw[:, adr:adr + 4]
+        flips = np.cumsum(np.r_[0, np.sum(q[1:] * q[:-1], axis=1) < 0]) % 2
+        raw[:, adr:adr + 4] = np.where(flips[:, None] == 1, -q, q)
+    qpos = smooth_time(raw)
+    for adr in quats:
         q = qpos[:, adr:adr + 4]
-        # keep the hemisphere continuous before averaging, then renormalise
         qpos[:, adr:adr + 4] = q / np.linalg.norm(q, axis=1, keepdims=True)
     vel_half = differentiate_pos(m, qpos[:-1], qpos[1:], dt)
     qvel = np.empty((len(qpos), m.nv))

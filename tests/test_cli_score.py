@@ -270,3 +270,19 @@ def test_cli_config_file(valid_paths, tmp_path, capsys):
     bad.write_text("weights: [unclosed\n")
     assert main(["score", valid_paths[0], "--config", str(bad), "--quiet"]) == 2
     assert "invalid YAML" in capsys.readouterr().err
+
+
+def test_simulate_then_score(tmp_path, capsys):
+    out = tmp_path / "sim"
+    assert main(["simulate", "--world", "pusher", "--n", "2", "--frames", "40", "--corrupt", "move_object",
+                 "--out", str(out)]) == 0
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["pusher_000.npz", "pusher_000_move_object.npz", "pusher_001.npz", "pusher_001_move_object.npz"]
+    report_path = tmp_path / "r.json"
+    assert main(["score", str(out), "--quiet", "--out", str(report_path)]) == 0
+    report = _report(report_path)
+    verdict = {c["source"].split("/")[-1]: c["plausible"] for c in report["clips"]}
+    assert verdict == {"pusher_000.npz": True, "pusher_001.npz": True,
+                       "pusher_000_move_object.npz": False, "pusher_001_move_object.npz": False}
+    assert main(["simulate", "--world", "pusher", "--corrupt", "nope", "--out", str(out)]) == 2
+    assert "unknown corruption" in capsys.readouterr().err

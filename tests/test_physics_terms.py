@@ -119,3 +119,13 @@ def test_gymnasium_env_recording_scores_as_is():
     clip = Clip(qpos=np.array(frames), fps=1.0 / env.unwrapped.dt, world="ant")
     assert clip.fps == pytest.approx(20.0)
     assert score(clip, "ant")["plausible"]
+
+
+def test_quaternion_sign_flips_do_not_matter(valid_clips):
+    """q and -q are the same orientation; a generator may emit either from frame to frame."""
+    clip = valid_clips["humanoid"][0]
+    flipped = type(clip)(qpos=clip.qpos.copy(), fps=clip.fps, world="humanoid")
+    flipped.qpos[::2, 3:7] *= -1
+    a, b = score(clip, "humanoid"), score(flipped, "humanoid")
+    assert b["plausible"]
+    assert b["terms"]["root_residual_bw"] == pytest.approx(a["terms"]["root_residual_bw"], abs=1e-6)
