@@ -195,9 +195,14 @@ def compile_world(world: World | str) -> CompiledWorld:
     return _compile(get_world(world) if isinstance(world, str) else world)
 
 
+def model_path(world: World) -> str:
+    """The MJCF file of a world: its own path, or a gymnasium asset name."""
+    return world.xml if os.path.isabs(world.xml) or os.path.isfile(world.xml) else gymnasium_asset(world.xml)
+
+
 @functools.lru_cache(maxsize=16)
 def _compile(world: World) -> CompiledWorld:
-    xml = world.xml if os.path.isabs(world.xml) or os.path.isfile(world.xml) else gymnasium_asset(world.xml)
+    xml = model_path(world)
     try:
         m = mujoco.MjModel.from_xml_path(xml)
     except Exception as e:

@@ -15,7 +15,7 @@ import mujoco
 import numpy as np
 
 from rlpf.clips import Clip, quaternion_addresses
-from rlpf.envs.worlds import CompiledWorld
+from rlpf.envs.worlds import CompiledWorld, model_path
 from rlpf.rewards.contact_forces import batched_nnls, friction_pyramid
 
 CONTACT_BAND = 0.03
@@ -156,19 +156,10 @@ def _feet(cw, point_geom, height, point_vel):
 def _inverse_model(cw: CompiledWorld) -> mujoco.MjModel:
     # contacts and joint limits are explained by the contact fit instead (see module docstring)
     if "_inverse_model" not in cw.__dict__:
-        mi = mujoco.MjModel.from_xml_path(_xml_path(cw))
+        mi = mujoco.MjModel.from_xml_path(model_path(cw.world))
         mi.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_CONTACT) | int(mujoco.mjtDisableBit.mjDSBL_LIMIT)
         cw.__dict__["_inverse_model"] = mi
     return cw.__dict__["_inverse_model"]
-
-
-def _xml_path(cw: CompiledWorld) -> str:
-    import os
-
-    from rlpf.envs.worlds import gymnasium_asset
-
-    xml = cw.world.xml
-    return xml if os.path.isabs(xml) or os.path.isfile(xml) else gymnasium_asset(xml)
 
 
 def _touch_pairs(cw: CompiledWorld) -> list[tuple[int, int]]:
