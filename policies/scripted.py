@@ -40,10 +40,8 @@ class AntGait:
         self.amp = rng.uniform(*self.amp_range)
         self.turn = rng.uniform(*self.turn_range)
         self.phase = rng.choice([0.0, np.pi]) + rng.uniform(-0.3, 0.3, 4)
-        self.t = 0.0
 
     def __call__(self, m, d, rng):
-        self.t += m.opt.timestep
         w = 2 * np.pi * self.freq * d.time
         u = np.zeros(m.nu)
         # actuator order in ant.xml: hip_4, ankle_4, hip_1, ankle_1, hip_2, ankle_2, hip_3, ankle_3

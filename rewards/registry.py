@@ -203,12 +203,12 @@ def evaluate_rewards(clips: Sequence[Any], weights: dict[str, float], isolate: b
             terms[name] = call_reward(info, clips, **context)
             continue
         except RewardError as e:
-            if not isolate or n == 1:
-                if n == 1 and isolate:
-                    errors[0] = str(e)
-                    terms[name] = [None]
-                    continue
+            if not isolate:
                 raise
+            if n == 1:  # nothing to isolate: retrying would repeat the same call
+                errors.setdefault(0, str(e))
+                terms[name] = [None]
+                continue
         values: list[float | None] = []
         for i, clip in enumerate(clips):
             ctx = {k: ([v[i]] if _per_clip(v, n) else v) for k, v in context.items()}
