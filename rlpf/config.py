@@ -44,7 +44,8 @@ def load_config(cls: type[C], path: str | None = None, overrides: list[str] | tu
         if name not in fields:
             raise ConfigError(f"override {item!r}: unknown field {name!r}; fields: {sorted(fields)}")
         if dot:
-            base = dict(values.get(name) or _default(fields[name]) or {})
+            base = values.get(name) or _default(fields[name]) or {}
+            base = dataclasses.asdict(base) if dataclasses.is_dataclass(base) else dict(base)
             base[sub] = value
             values[name] = base
         else:
@@ -86,14 +87,19 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
-def describe(cls: type) -> str:
-    """Fields, defaults and docs of a config class, for --help."""
+def describe(cls: type, indent: str = "  ", prefix: str = "") -> str:
+    """Fields, defaults and docs of a config class (nested config classes as ``outer.field``), for --help."""
     docs = field_docs(cls)
     hints = typing.get_type_hints(cls)
     lines = []
     for f in dataclasses.fields(cls):
         default = _default(f)
-        lines.append(f"  {f.name} ({getattr(hints.get(f.name), '__name__', hints.get(f.name))}, default {default!r})")
+        kind = hints.get(f.name)
+        if dataclasses.is_dataclass(kind):
+            lines.append(f"{indent}{prefix}{f.name}.*  {docs.get(f.name, '')}")
+            lines.append(describe(kind, indent, prefix=f"{prefix}{f.name}."))
+            continue
+        lines.append(f"{indent}{prefix}{f.name} ({getattr(kind, '__name__', kind)}, default {default!r})")
         if f.name in docs:
-            lines.append(f"      {docs[f.name]}")
+            lines.append(f"{indent}    {docs[f.name]}")
     return "\n".join(lines)
