@@ -59,7 +59,7 @@ def test_continuation_keeps_the_given_start(wm, valid_clips):
     ref = valid_clips["ant"][0].qpos[:8].copy()
     ref[:, :2] += [3.0, -2.0]  # anywhere on the floor
     clips = wm.generate("walk forward", n=4, first_frames=ref, seed=1)
-    prefix = wm.motion_tokenizer.encode_qpos(ref, 20.0)
+    prefix = wm.motion_tokenizer.encode_qpos(ref[None], 20.0)
     for c in clips:
         assert np.allclose(c.qpos[0, :2], ref[0, :2])  # anchored where the given clip starts
     codes = wm.sample_codes(["walk forward"] * 4, prefix=np.repeat(prefix, 4, 0), seed=1)
