@@ -52,6 +52,79 @@ class AntGait:
         return np.clip(u, -1, 1)
 
 
+class AntCPG:
+    """Steerable ant gait: a central pattern generator of joint *targets*, tracked by a PD loop.
+
+    Each leg i follows a phase psi_i = 2 pi freq t + phases[i]. Its hip (a yaw joint) swings
+    ``a_i sin(psi_i)`` while its ankle presses the foot down by ``height + lift cos(psi_i)``, so the
+    foot is planted for cos(psi) > 0 and pushes the body along minus the hip's swing direction. The
+    stroke of leg i (at body angle alpha_i, hip tangent t_i = (-sin alpha_i, cos alpha_i)) is
+
+        a_i = -stride * ((1 - |turn|) * (d . t_i) + turn),    d = (cos heading, sin heading)
+
+    which walks the torso along ``heading`` (radians in the body frame: 0 forward (+x), pi/2 left)
+    and turns it counter-clockwise (left) for ``turn`` > 0. The ctrl is a PD law
+    ``kp (q* - q) - kd qdot`` (Ant-v5 motors are torques, gear 150, ctrl in [-1, 1]), which gives
+    smooth, non-bouncing motion the 20 fps scorer reads as plausible; the amplitude ramps in over
+    ``ramp`` seconds after the reset.
+
+    Any parameter may be a ``(lo, hi)`` range, drawn uniformly at each ``reset``. ``phases`` is a gait
+    name (``trot``, ``pace``, ``bound``, ``wave``) or 4 phase offsets for legs 1-4 (front-left,
+    back-left, back-right, front-right by position: +x+y, -x+y, -x-y, +x-y), jittered by
+    ``phase_jitter`` radians per leg. Measured on Ant-v5 with the trot at freq <= 1.3 Hz: speed
+    ~ 0.76 freq stride + 0.085 m/s, walking direction within 11 deg of ``heading`` (90th
+    percentile), yaw rate ~ 147 turn freq stride deg/s. Pace, bound and wave walk in directions
+    ``heading`` hardly predicts; frequencies above ~1.3 Hz lag the 20 Hz PD loop and walk astray.
+    """
+
+    GAITS = {
+        "trot": (0.0, np.pi, 0.0, np.pi),             # diagonal pairs (1,3) and (2,4)
+        "pace": (0.0, 0.0, np.pi, np.pi),             # left legs, then right legs
+        "bound": (0.0, np.pi, np.pi, 0.0),            # front legs, then back legs
+        "wave": (0.0, np.pi / 2, np.pi, 3 * np.pi / 2),  # one leg after the other, around the body
+    }
+    LEG_ANGLE = np.array([1, 3, 5, 7]) * np.pi / 4   # legs 1-4 in ant.xml: hip_1 at +x+y, hip_2 at -x+y, ...
+    ANKLE_DOWN = np.array([1.0, -1.0, -1.0, 1.0])     # sign of the ankle angle that presses the foot down
+
+    def __init__(self, freq=(0.6, 1.3), stride=(0.1, 0.4), heading=0.0, turn=0.0, lift=(0.08, 0.25),
+                 height=(0.8, 0.95), phases="trot", phase_jitter=0.3, kp=1.0, kd=0.1, ramp=0.5):
+        self.spec = dict(freq=freq, stride=stride, heading=heading, turn=turn, lift=lift, height=height,
+                         kp=kp, kd=kd, ramp=ramp)
+        self.phases_spec, self.phase_jitter = phases, phase_jitter
+
+    def reset(self, m, d, rng):
+        for k, v in self.spec.items():
+            setattr(self, k, float(rng.uniform(*v)) if isinstance(v, (tuple, list)) else float(v))
+        base = self.GAITS[self.phases_spec] if isinstance(self.phases_spec, str) else self.phases_spec
+        self.phases = np.asarray(base, float) + rng.uniform(-self.phase_jitter, self.phase_jitter, 4)
+        direction = np.array([np.cos(self.heading), np.sin(self.heading)])
+        tangents = np.stack([-np.sin(self.LEG_ANGLE), np.cos(self.LEG_ANGLE)], axis=1)
+        self.strokes = -self.stride * ((1 - abs(self.turn)) * tangents @ direction + self.turn)
+        # each actuator's joint is hip_N or ankle_N (N = leg 1-4): its qpos/dof address, leg, is-ankle
+        self.act = []
+        for a in range(m.nu):
+            j = int(m.actuator_trnid[a, 0])
+            name = mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_JOINT, j)
+            kind, leg = name.split("_")
+            self.act.append((int(m.jnt_qposadr[j]), int(m.jnt_dofadr[j]), int(leg) - 1, kind == "ankle"))
+        self.t0 = d.time
+
+    def targets(self, t: float) -> np.ndarray:
+        """Joint targets [4, 2] (hip, ankle) for legs 1-4 at time ``t`` since the reset."""
+        ramp = min(1.0, t / self.ramp) if self.ramp > 0 else 1.0
+        psi = 2 * np.pi * self.freq * t + self.phases
+        hip = ramp * self.strokes * np.sin(psi)
+        ankle = self.ANKLE_DOWN * (self.height + ramp * self.lift * np.cos(psi))
+        return np.stack([hip, ankle], axis=1)
+
+    def __call__(self, m, d, rng):
+        q_star = self.targets(d.time - self.t0)
+        u = np.zeros(m.nu)
+        for a, (qadr, vadr, leg, is_ankle) in enumerate(self.act):
+            u[a] = self.kp * (q_star[leg, int(is_ankle)] - d.qpos[qadr]) - self.kd * d.qvel[vadr]
+        return np.clip(u, -1.0, 1.0)
+
+
 class PusherScript:
     """Pushes the object toward a target: the fingertip goes behind the object, then drives through it.
 

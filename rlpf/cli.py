@@ -77,9 +77,106 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--out", required=True, help="output directory")
     sim.set_defaults(func=cmd_simulate)
 
+    data = sub.add_parser(
+        "data", help="simulate a prompt-labelled, prompt-balanced motion dataset (world-model pretraining data)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Simulate clips in MuJoCo with randomized scripted controllers (ant: steerable CPG gaits;\n"
+                    "pusher: directed pushes and reaches), label each by what the motion does (measured, see\n"
+                    "rlpf.motion_data), and keep them by rejection sampling until every prompt has its share.\n"
+                    "The same --seed gives the same clips whatever --workers is.\n\n"
+                    "prompts:\n"
+                    "  ant:    stand still, walk forward slowly, walk forward, walk forward fast, walk backward,\n"
+                    "          walk left, walk right, turn left, turn right\n"
+                    "  pusher: push the object away / closer / left / right, reach without pushing\n\n"
+                    "Output: one batch .npz per prompt (WORLD_PROMPT.npz, clips with --artifacts in\n"
+                    "WORLD_PROMPT_artifacts.npz) and manifest.json with every clip's source.",
+        epilog="examples:\n  rlpf data --world ant --n 900 --out data/ant\n"
+               "  rlpf data --world pusher --n 500 --frames 64 --seed 1 --out data/pusher\n"
+               "  rlpf data --world ant --n 900 --artifacts 0.3 --out data/ant-web   # 30% with artifacts\n"
+               "  rlpf score data/ant --quiet --out report.json",
+    )
+    data.add_argument("--world", required=True, help="ant or pusher")
+    data.add_argument("--n", type=int, required=True, help="number of clips (split evenly over the prompts)")
+    data.add_argument("--out", required=True, help="output directory")
+    data.add_argument("--frames", type=int, default=64, help="frames per clip, a multiple of 4 (default 64 = 3.2 s at 20 fps)")
+    data.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
+    data.add_argument("--workers", type=int, default=None, help="simulation processes (default min(2, CPUs))")
+    data.add_argument("--artifacts", type=float, default=0.0, metavar="FRACTION",
+                      help="give this fraction of the clips one web-video-like artifact (ant: float, sink, "
+                           "skate, jitter; pusher: move_object, jitter), prompt kept (default 0)")
+    data.add_argument("--quiet", action="store_true", help="no progress bar")
+    data.set_defaults(func=cmd_data)
+
+    pre = sub.add_parser(
+        "pretrain", help="pretrain a world model: simulated data -> motion tokenizer -> causal LM -> evaluator",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Pretrain a text-to-motion world model (FSQ motion tokenizer + tiny Llama over prompt words\n"
+                    "and motion codes) on simulated, prompt-labelled clips. By default a fraction of the\n"
+                    "training clips carries web-video-like physical artifacts, so the base model makes\n"
+                    "physical errors for RLPF to remove (artifacts=0 turns that off).\n\n"
+                    "Running the same command again resumes: finished stages are skipped and an interrupted\n"
+                    "stage continues from its last checkpoint. Ctrl-C saves a checkpoint first.",
+    )
+    _lazy_epilog(pre, lambda: "config fields (YAML via --config, or key=value; nested as tokenizer.hidden=64):\n"
+                 + describe(_pretrain_config())
+                 + "\n\nexamples:\n  rlpf pretrain --config experiments/configs/ant.yaml --out runs/ant\n"
+                   "  rlpf pretrain --config experiments/configs/ant.yaml lm_steps=500 artifacts=0 --out runs/ant-clean")
+    pre.add_argument("--config", help="YAML file with PretrainConfig fields (default: the built-in defaults)")
+    pre.add_argument("--out", required=True, help="run directory (created; an existing one is resumed)")
+    pre.add_argument("--quiet", action="store_true", help="no progress bars")
+    pre.set_defaults(overrides=[], func=cmd_pretrain)
+
+    gen = sub.add_parser(
+        "generate", help="sample clips from a pretrained world model (clip format, ready for `rlpf score`)",
+        description="Generate clips for a prompt; --first-frames continues a given clip's start "
+                    "(the image-to-video analogue). Output: one batch .npz per prompt in --out.",
+    )
+    gen.add_argument("--checkpoint", required=True, help="pretraining run directory (or its model/ directory)")
+    gen.add_argument("--prompt", action="append", required=True,
+                     help="text prompt, e.g. 'walk forward' (repeatable); unknown words list the vocabulary")
+    gen.add_argument("--n", type=int, default=8, help="clips per prompt (default 8)")
+    gen.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--first-frames", metavar="CLIP", help="clip file whose first --context frames start every sample")
+    gen.add_argument("--context", type=int, default=8, help="frames of --first-frames to keep (default 8)")
+    gen.add_argument("--out", required=True, help="output directory")
+    gen.set_defaults(func=cmd_generate)
+
+    ev = sub.add_parser(
+        "evaluate", help="evaluate a world model: command accuracy, physics, FID, diversity, R-precision",
+        description="Generate --n clips per prompt and measure command accuracy (from the motion itself),\n"
+                    "the physics scorer's plausible rate and term means, and FID / diversity / R-precision\n"
+                    "in the learned motion-text feature space against the run's clean held-out clips.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ev.add_argument("--checkpoint", required=True, help="pretraining run directory")
+    ev.add_argument("--n", type=int, default=32, help="clips per prompt (default 32)")
+    ev.add_argument("--temperature", type=float, default=1.0)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--out", help="write the JSON report here (default RUN/eval.json)")
+    ev.set_defaults(func=cmd_evaluate)
+
     w = sub.add_parser("worlds", help="list built-in worlds and reward terms")
     w.set_defaults(func=cmd_worlds)
     return p
+
+
+def _lazy_epilog(parser: argparse.ArgumentParser, make) -> None:
+    """Build an epilog only when that command's --help is shown (it imports torch)."""
+    plain = parser.format_help
+
+    def format_help():
+        if parser.epilog is None:
+            parser.epilog = make()
+        return plain()
+
+    parser.format_help = format_help
+
+
+def _pretrain_config():
+    from rlpf.pretrain import PretrainConfig
+
+    return PretrainConfig
 
 
 def cmd_score(args) -> int:
@@ -151,6 +248,134 @@ def cmd_simulate(args) -> int:
                 continue
             save_clips(os.path.join(args.out, f"{world.name}_{i:03d}_{kind}.npz"), bad)
     print(f"wrote {args.n} clips of {world.name} to {args.out}")
+    return 0
+
+
+def cmd_data(args) -> int:
+    import time
+    from collections import Counter
+
+    from tqdm import tqdm
+
+    from rlpf.motion_data import PROMPTS, add_artifacts, artifact_kind, make_dataset, save_dataset
+
+    def fail(msg: str) -> int:
+        print(f"rlpf data: {msg}", file=sys.stderr)
+        return 2
+
+    if args.world not in PROMPTS:
+        return fail(f"unknown world {args.world!r}: motion data exists for {sorted(PROMPTS)}")
+    if args.n < 1:
+        return fail(f"--n must be at least 1, got {args.n}")
+    if args.frames < 4 or args.frames % 4:
+        return fail(f"--frames must be a positive multiple of 4, got {args.frames}")
+    if not 0.0 <= args.artifacts <= 1.0:
+        return fail(f"--artifacts must be a fraction in [0, 1], got {args.artifacts}")
+    if args.workers is not None and args.workers < 1:
+        return fail(f"--workers must be at least 1, got {args.workers}")
+    if os.path.isdir(args.out) and any(f.endswith(".npz") for f in os.listdir(args.out)):
+        return fail(f"{args.out} already holds .npz clips; give an empty or new directory")
+    t0 = time.perf_counter()
+    stats: dict = {}
+    try:
+        with tqdm(total=args.n, desc=f"simulating {args.world}", unit="clip", file=sys.stderr,
+                  disable=args.quiet) as bar:
+            clips = make_dataset(args.world, args.n, seed=args.seed, frames=args.frames, workers=args.workers,
+                                 progress=bar.update, stats=stats)
+    except RuntimeError as e:
+        return fail(str(e))
+    if args.artifacts:
+        clips = add_artifacts(clips, args.artifacts, seed=args.seed)
+    paths = save_dataset(clips, args.out)
+    dt = time.perf_counter() - t0
+    counts = Counter(c.prompt for c in clips)
+    corrupted = Counter(c.prompt for c in clips if artifact_kind(c))
+    print(f"{len(clips)} clips of {args.world} ({args.frames} frames at {clips[0].fps:g} fps) in {len(paths)} files "
+          f"under {args.out}:")
+    for p in PROMPTS[args.world]:
+        extra = f"  ({corrupted[p]} with artifacts)" if corrupted[p] else ""
+        print(f"  {p:24s} {counts[p]:5d}{extra}")
+    rejected = stats["attempts"] - stats["kept"]
+    print(f"{stats['attempts']} simulated, {rejected} rejected ({rejected / max(stats['attempts'], 1):.0%}: "
+          f"{stats['over_quota']} over quota, {stats['ambiguous']} ambiguous, {stats['diverged']} diverged); "
+          f"{dt:.1f} s, {len(clips) / dt:.1f} clips/s")
+    return 0
+
+
+def cmd_pretrain(args) -> int:
+    from rlpf.config import ConfigError, load_config
+    from rlpf.motion_tokenizer import CheckpointError
+    from rlpf.pretrain import PretrainConfig, pretrain
+
+    try:
+        cfg = load_config(PretrainConfig, args.config, args.overrides)
+        summary = pretrain(cfg, args.out, progress=not args.quiet)
+    except (ConfigError, CheckpointError, FileNotFoundError) as e:
+        print(f"rlpf pretrain: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    tok, lm = summary["tokenizer"], summary["lm"]
+    print(f"pretrained {cfg.world} world model in {args.out}  ({summary['n_train']} training clips, "
+          f"{summary['n_artifacts']} with artifacts)")
+    print(f"  tokenizer: root {tok.get('root_pos_m', float('nan')):.3f} m, joints {tok.get('joint_rad', float('nan')):.3f} rad, "
+          f"codebook usage {tok.get('codebook_usage', float('nan')):.2f}")
+    print(f"  LM: {lm['parameters']:,} parameters, held-out loss {lm['val_loss']:.3f}")
+    print("  time: " + ", ".join(f"{k[:-2]} {v:.0f}s" for k, v in summary["timings"].items()))
+    print(f"next: rlpf evaluate --checkpoint {args.out}   |   rlpf generate --checkpoint {args.out} --prompt '{lm['prompts'][0]}' --out clips/")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from rlpf.clips import ClipError, load_clips, save_clips
+    from rlpf.motion_tokenizer import CheckpointError
+    from rlpf.world_model import UnknownPromptError, WorldModel
+
+    try:
+        wm = WorldModel.from_pretrained(args.checkpoint)
+        first = None
+        if args.first_frames:
+            first = load_clips(args.first_frames)[0].qpos[:args.context]
+        for p in args.prompt:
+            wm.check_prompt(p)
+        os.makedirs(args.out, exist_ok=True)
+        for k, prompt in enumerate(args.prompt):
+            clips = wm.generate(prompt, n=args.n, temperature=args.temperature, first_frames=first, seed=args.seed + k)
+            path = os.path.join(args.out, "_".join(prompt.split()) + ".npz")
+            save_clips(path, clips, world=wm.world)
+            print(f"{path}: {len(clips)} clips of '{prompt}' ({wm.n_frames} frames at {wm.fps:g} fps)")
+    except (CheckpointError, FileNotFoundError, UnknownPromptError, ClipError, ValueError) as e:
+        print(f"rlpf generate: {e}", file=sys.stderr)
+        return 2
+    print(f"score them: rlpf score {args.out}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    import json
+
+    from rlpf.clips import load_clips
+    from rlpf.evaluation import evaluate_world_model, format_evaluation
+    from rlpf.motion_evaluator import load as load_evaluator
+    from rlpf.motion_tokenizer import CheckpointError
+    from rlpf.world_model import WorldModel
+
+    try:
+        wm = WorldModel.from_pretrained(args.checkpoint)
+        run = args.checkpoint if os.path.isdir(os.path.join(args.checkpoint, "model")) else os.path.dirname(args.checkpoint.rstrip("/"))
+        evaluator = load_evaluator(os.path.join(run, "evaluator"))
+        heldout = load_clips(os.path.join(run, "heldout.npz"))
+        report = evaluate_world_model(wm, evaluator, heldout, n_per_prompt=args.n,
+                                      temperature=args.temperature, seed=args.seed)
+    except (CheckpointError, FileNotFoundError, ValueError) as e:
+        print(f"rlpf evaluate: {e}", file=sys.stderr)
+        return 2
+    out = args.out or os.path.join(run, "eval.json")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(report, f, indent=1)
+    print(format_evaluation(report))
+    print(f"report: {out}")
     return 0
 
 
