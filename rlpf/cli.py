@@ -318,8 +318,9 @@ def cmd_pretrain(args) -> int:
     tok, lm = summary["tokenizer"], summary["lm"]
     print(f"pretrained {cfg.world} world model in {args.out}  ({summary['n_train']} training clips, "
           f"{summary['n_artifacts']} with artifacts)")
-    print(f"  tokenizer: root {tok.get('root_pos_m', float('nan')):.3f} m, joints {tok.get('joint_rad', float('nan')):.3f} rad, "
-          f"codebook usage {tok.get('codebook_usage', float('nan')):.2f}")
+    where = "root" if "root_pos_m" in tok else "object"
+    print(f"  tokenizer (held-out reconstruction): {where} {tok.get(where + '_pos_m', float('nan')):.3f} m, "
+          f"joints {tok.get('joint_rad', float('nan')):.3f} rad, codebook usage {tok.get('codebook_usage', float('nan')):.2f}")
     print(f"  LM: {lm['parameters']:,} parameters, held-out loss {lm['val_loss']:.3f}")
     print("  time: " + ", ".join(f"{k[:-2]} {v:.0f}s" for k, v in summary["timings"].items()))
     print(f"next: rlpf evaluate --checkpoint {args.out}   |   rlpf generate --checkpoint {args.out} --prompt '{lm['prompts'][0]}' --out clips/")
