@@ -58,10 +58,13 @@ class PretrainConfig:
     """torch threads (0: torch's default)."""
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     """Motion tokenizer architecture (FSQ levels, downsample, width)."""
-    tokenizer_steps: int = 1500
+    tokenizer_steps: int = 3000
     """Optimizer steps for the motion tokenizer."""
-    tokenizer_batch: int = 64
-    """Clips per tokenizer batch."""
+    tokenizer_batch: int = 32
+    """Windows per tokenizer batch."""
+    tokenizer_window: int = 32
+    """Frames per random training window (a multiple of downsample; 0: whole clips). Windows at every
+    offset generalize better than whole clips (experiments/tokenizer_sweep.py)."""
     tokenizer_lr: float = 2e-3
     """Peak learning rate of the tokenizer (cosine decay after warmup)."""
     lm: LMConfig = field(default_factory=LMConfig)
@@ -94,6 +97,9 @@ class PretrainConfig:
         if self.frames % self.tokenizer.downsample:
             raise ValueError(f"frames ({self.frames}) must be a multiple of tokenizer.downsample "
                              f"({self.tokenizer.downsample})")
+        if self.tokenizer_window % self.tokenizer.downsample or self.tokenizer_window > self.frames:
+            raise ValueError(f"tokenizer_window ({self.tokenizer_window}) must be a multiple of tokenizer.downsample "
+                             f"({self.tokenizer.downsample}) and at most frames ({self.frames}); 0 = whole clips")
         for name in ("data_n", "tokenizer_steps", "lm_steps", "tokenizer_batch", "lm_batch", "log_every", "ckpt_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -121,15 +127,15 @@ def pretrain(cfg: PretrainConfig, run_dir: str, progress: bool = True) -> dict:
     timings["data_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    tok, tok_report = train_tokenizer(cfg, run_dir, mixed, heldout, progress)
+    tok, tok_report = tokenizer_stage(cfg, run_dir, mixed, heldout, progress)
     timings["tokenizer_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    lm_report = train_lm(cfg, run_dir, tok, mixed, heldout, progress)
+    lm_report = lm_stage(cfg, run_dir, tok, mixed, heldout, progress)
     timings["lm_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    train_evaluator_stage(cfg, run_dir, train, progress)
+    evaluator_stage(cfg, run_dir, train, progress)
     timings["evaluator_s"] = time.perf_counter() - t0
 
     summary = {"world": cfg.world, "n_train": len(train), "n_heldout": len(heldout),
@@ -193,9 +199,8 @@ def split(clips: list[Clip], val_fraction: float, seed: int) -> tuple[list[Clip]
     return [clips[i] for i in order[n_val:]], [clips[i] for i in order[:n_val]]
 
 
-def train_tokenizer(cfg: PretrainConfig, run_dir: str, train: list[Clip], heldout: list[Clip], progress: bool):
-    from rlpf.motion_tokenizer import MotionTokenizer, reconstruction_report
-    from rlpf.training import StageSpec, run_stage
+def tokenizer_stage(cfg: PretrainConfig, run_dir: str, train: list[Clip], heldout: list[Clip], progress: bool):
+    from rlpf.motion_tokenizer import MotionTokenizer, reconstruction_report, train_tokenizer
 
     out = os.path.join(run_dir, "tokenizer")
     if os.path.isdir(out):
@@ -203,15 +208,9 @@ def train_tokenizer(cfg: PretrainConfig, run_dir: str, train: list[Clip], heldou
         return tok, _read_json(os.path.join(out, "report.json"))
     torch.manual_seed(cfg.seed)
     tok = MotionTokenizer(cfg.world, cfg.tokenizer)
-    feats = np.stack([tok.features.encode(c.qpos, c.fps) for c in train])
-    tok.fit_normalizer(feats)
-    x = ((torch.as_tensor(feats, dtype=torch.float32) - tok.mean) / tok.std)
-
-    spec = StageSpec("tokenizer", cfg.tokenizer_steps, cfg.tokenizer_lr, warmup=min(100, cfg.tokenizer_steps // 10),
-                     log_every=cfg.log_every, ckpt_every=cfg.ckpt_every, seed=cfg.seed)
-    run_stage(spec, run_dir, tok,
-              batch_fn=lambda g: x[torch.randint(len(x), (cfg.tokenizer_batch,), generator=g)],
-              loss_fn=tok.loss, progress=progress)
+    train_tokenizer(tok, train, cfg.tokenizer_steps, cfg.tokenizer_batch, cfg.tokenizer_lr,
+                    window=cfg.tokenizer_window or cfg.frames, seed=cfg.seed, run_dir=run_dir, progress=progress,
+                    log_every=cfg.log_every, ckpt_every=cfg.ckpt_every)
     report = reconstruction_report(tok, heldout)
     _log_final(run_dir, "tokenizer", report, cfg.tokenizer_steps)
     tmp = out + ".tmp"
@@ -221,7 +220,7 @@ def train_tokenizer(cfg: PretrainConfig, run_dir: str, train: list[Clip], heldou
     return tok, report
 
 
-def train_lm(cfg: PretrainConfig, run_dir: str, tok, train: list[Clip], heldout: list[Clip], progress: bool) -> dict:
+def lm_stage(cfg: PretrainConfig, run_dir: str, tok, train: list[Clip], heldout: list[Clip], progress: bool) -> dict:
     from rlpf.training import StageSpec, run_stage
     from rlpf.world_model import WorldModel
 
@@ -281,7 +280,7 @@ def heldout_loss(wm, ids: torch.Tensor, labels: torch.Tensor) -> float:
     return float(out.loss)
 
 
-def train_evaluator_stage(cfg: PretrainConfig, run_dir: str, clean_train: list[Clip], progress: bool) -> None:
+def evaluator_stage(cfg: PretrainConfig, run_dir: str, clean_train: list[Clip], progress: bool) -> None:
     from rlpf.motion_evaluator import train_evaluator
 
     out = os.path.join(run_dir, "evaluator")

@@ -37,11 +37,12 @@ def cosine_with_warmup(warmup: int, total: int) -> Callable[[int], float]:
     return factor
 
 
-def run_stage(spec: StageSpec, run_dir: str, model: torch.nn.Module,
+def run_stage(spec: StageSpec, run_dir: str | None, model: torch.nn.Module,
               batch_fn: Callable[[torch.Generator], object],
               loss_fn: Callable[[object], tuple[torch.Tensor, dict]],
               progress: bool = True, on_log: Callable[[int, dict], None] | None = None) -> dict:
-    """Train ``model`` for ``spec.steps`` steps, resuming from ``run_dir/checkpoints/<name>.pt``.
+    """Train ``model`` for ``spec.steps`` steps, resuming from ``run_dir/checkpoints/<name>.pt``
+    (``run_dir`` None: no checkpoints, no TensorBoard — for tests and sweeps).
 
     ``batch_fn(generator)`` draws a batch (all randomness from the generator); ``loss_fn(batch)``
     returns the loss and float metrics, logged as ``<name>/<metric>``. Returns the last metrics.
@@ -49,13 +50,13 @@ def run_stage(spec: StageSpec, run_dir: str, model: torch.nn.Module,
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
 
-    ckpt_path = os.path.join(run_dir, "checkpoints", f"{spec.name}.pt")
+    ckpt_path = os.path.join(run_dir, "checkpoints", f"{spec.name}.pt") if run_dir else None
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(spec.warmup, spec.steps))
     gen = torch.Generator().manual_seed(spec.seed)
     step = 0
-    if os.path.exists(ckpt_path):
+    if ckpt_path and os.path.exists(ckpt_path):
         state = load_checkpoint(ckpt_path)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
@@ -64,6 +65,8 @@ def run_stage(spec: StageSpec, run_dir: str, model: torch.nn.Module,
         step = int(state["step"])
 
     def save():
+        if not ckpt_path:
+            return
         os.makedirs(os.path.dirname(ckpt_path), exist_ok=True)
         tmp = ckpt_path + ".tmp"
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
@@ -71,7 +74,7 @@ def run_stage(spec: StageSpec, run_dir: str, model: torch.nn.Module,
         os.replace(tmp, ckpt_path)
 
     # purge_step drops events logged after the checkpoint by a run that was killed, so curves continue
-    writer = SummaryWriter(os.path.join(run_dir, "tb", spec.name), purge_step=step or None)
+    writer = SummaryWriter(os.path.join(run_dir, "tb", spec.name), purge_step=step or None) if run_dir else None
     metrics: dict = {}
     bar = tqdm(total=spec.steps, initial=step, desc=spec.name, unit="step", disable=not progress,
                file=sys.stderr, dynamic_ncols=True)
@@ -90,7 +93,7 @@ def run_stage(spec: StageSpec, run_dir: str, model: torch.nn.Module,
             if step % spec.log_every == 0 or step == spec.steps:
                 metrics = {"loss": loss.item(), **metrics, "grad_norm": grad_norm.item(),
                            "lr": sched.get_last_lr()[0]}
-                for k, v in metrics.items():
+                for k, v in metrics.items() if writer else ():
                     writer.add_scalar(f"{spec.name}/{k}", v, step)
                 bar.set_postfix(loss=f"{metrics['loss']:.4f}")
                 if on_log:
@@ -100,12 +103,14 @@ def run_stage(spec: StageSpec, run_dir: str, model: torch.nn.Module,
     except KeyboardInterrupt:
         save()
         bar.close()
-        writer.close()
+        if writer:
+            writer.close()
         print(f"\ninterrupted: {spec.name} checkpoint saved at step {step} ({ckpt_path}); "
               "run the same command again to resume", file=sys.stderr)
         raise
     bar.close()
-    writer.close()
+    if writer:
+        writer.close()
     model.eval()
     return metrics
 

@@ -12,7 +12,7 @@ from rlpf.config import ConfigError, load_config
 from rlpf.pretrain import PretrainConfig, pretrain
 
 TINY = ["frames=16", "data_n=27", "tokenizer_steps=12", "lm_steps=12", "log_every=4", "ckpt_every=4",
-        "tokenizer.hidden=16", "tokenizer.depth=1", "tokenizer.levels=[4,4]", "tokenizer_batch=8",
+        "tokenizer.hidden=16", "tokenizer.depth=1", "tokenizer.levels=[4,4]", "tokenizer_batch=8", "tokenizer_window=8",
         "lm.hidden=32", "lm.layers=1", "lm.heads=2", "lm.intermediate=64", "lm_batch=8",
         "evaluator.steps=10", "evaluator.hidden=16", "evaluator.batch=16", "val_fraction=0.3"]
 
