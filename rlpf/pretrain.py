@@ -47,9 +47,10 @@ class PretrainConfig:
     """Frames per clip (a multiple of the tokenizer's downsample); longer clips are cut to this."""
     val_fraction: float = 0.1
     """Fraction of clips held out (clean) for validation and evaluation."""
-    artifacts: float = 0.3
+    artifacts: float = 0.5
     """Fraction of training clips given a web-video-like physical artifact (float, sink, skate, jitter),
-    so the base model makes physical errors for RLPF to remove. 0 trains on clean simulation only."""
+    so the base model makes physical errors for RLPF to remove (0.5: ~60% of its samples plausible).
+    0 trains on clean simulation only."""
     artifact_kinds: list = field(default_factory=lambda: ["float", "sink", "skate", "jitter"])
     """Artifact kinds drawn for the corrupted fraction (see rlpf.motion_data.add_artifacts)."""
     seed: int = 0
