@@ -18,3 +18,7 @@ from rlpf.rewards.registry import (  # noqa: F401
     registered,
     unregister,
 )
+
+# tracking terms (tracking_success, tracking_error_m, object_divergence_m): registered on import,
+# not physics terms, so the default score does not run them; the physics terms load with the registry
+from rlpf.rewards import tracking  # noqa: E402,F401

@@ -49,13 +49,20 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="config fields (YAML via --config, or key=value; dict entries as weights.NAME=W):\n"
                + describe(ScoreConfig)
                + "\n\nexamples:\n  rlpf score --examples\n  rlpf score clips/ --world ant --out report.json\n"
-                 "  rlpf score a.npz weights.skate_mps=-20 weights.mypkg.rewards:smooth=-1",
+                 "  rlpf score a.npz weights.skate_mps=-20 weights.mypkg.rewards:smooth=-1\n"
+                 "  rlpf score clips/ --tracker pd --out report.json\n"
+                 "  rlpf score clips/ --tracker pd --tracker runs/tracker-ant   # compare two trackers",
     )
     s.add_argument("paths", nargs="*", metavar="PATH", help="clip files or directories (searched recursively for .npz)")
     s.add_argument("--world", help="built-in world (ant, humanoid, pusher) or MJCF path; default: each file's own")
     s.add_argument("--out", help="write the JSON report here")
     s.add_argument("--config", help="YAML file with ScoreConfig fields")
     s.add_argument("--examples", action="store_true", help="score the example clips bundled with rlpf")
+    s.add_argument("--tracker", action="append", default=[], metavar="pd|learned|RUN_DIR",
+                   help="also replay every clip with a tracking controller in MuJoCo (parallel processes): adds "
+                        "tracking_success and tracking_error_m (object_divergence_m with objects) to the terms, "
+                        "unweighted; a failed track makes the clip implausible. Repeat to compare trackers: the "
+                        "first fills the terms, all appear in the summary with their agreement")
     s.add_argument("--quiet", action="store_true", help="no table, no progress bar")
     s.set_defaults(overrides=[])
     s.set_defaults(func=cmd_score)
@@ -156,6 +163,50 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", help="write the JSON report here (default RUN/eval.json)")
     ev.set_defaults(func=cmd_evaluate)
 
+    tr = sub.add_parser(
+        "track", help="track clips with a controller in MuJoCo: success, body error, side-by-side videos",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Replay clips (.npz, see DESIGN.md) with a tracking controller in MuJoCo and report whether\n"
+                    "each could be performed: success (no fall, no divergence, body error within the world's\n"
+                    "threshold at every frame), mean / max body-position error. With --video, also render\n"
+                    "reference | tracked side-by-side mp4s (headless: MUJOCO_GL=egl, the default here, or osmesa).\n"
+                    "Exit 0 when every input was tracked, 1 when any failed to load or render (the report\n"
+                    "still lists the rest), 2 on usage errors.",
+        epilog="examples:\n  rlpf track clips/ --world ant --tracker pd --out track.json\n"
+               "  rlpf track gen/walk_forward.npz --tracker runs/tracker-ant --video videos/ --max-videos 4",
+    )
+    tr.add_argument("paths", nargs="+", metavar="CLIPS", help="clip files or directories (searched recursively for .npz)")
+    tr.add_argument("--world", help="built-in world (ant, humanoid, pusher) or MJCF path; default: each file's own")
+    tr.add_argument("--tracker", default="pd", help="pd, learned, or a trained tracker's run directory (default pd)")
+    tr.add_argument("--video", metavar="DIR", help="render side-by-side mp4s (named after each clip's source) here")
+    tr.add_argument("--max-videos", type=int, default=8, metavar="N", help="render at most N videos, the first N clips (default 8)")
+    tr.add_argument("--size", type=int, default=256, metavar="PX", help="video panel size in pixels (default 256)")
+    tr.add_argument("--out", help="write the JSON report here")
+    tr.add_argument("--workers", type=int, default=None, help="tracking processes (default min(2, CPUs))")
+    tr.add_argument("--quiet", action="store_true", help="no table, no progress bars")
+    tr.set_defaults(func=cmd_track)
+
+    tt = sub.add_parser(
+        "train-tracker", help="train the learned motion tracker (SB3 PPO on rlpf/MotionTracking-v0)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train a tracking policy (DeepMimic-style reward, residual PD targets) with PPO over a\n"
+                    "library of valid clips: the world's simulated clips (cached under runs/data, shared with\n"
+                    "`rlpf pretrain`) or data=DIR. Output: RUN/tracker.zip + RUN/vecnormalize.pkl (use with\n"
+                    "rlpf.policies.learned_tracker.LearnedTracker.load(RUN)), TensorBoard logs in RUN/tb,\n"
+                    "checkpoints in RUN/checkpoints, and RUN/tracker_summary.json with the held-out evaluation\n"
+                    "(success on valid clips and on levitated copies).\n\n"
+                    "Running the same command again resumes from the newest checkpoint (Ctrl-C saves one).",
+    )
+    _lazy_epilog(tt, lambda: "config fields (YAML via --config, or key=value; nested as reward.pose_weight=0.6):\n"
+                 + describe(_tracker_config())
+                 + "\n\nexamples:\n  rlpf train-tracker --config experiments/configs/tracker_ant.yaml --out runs/tracker-ant\n"
+                   "  rlpf train-tracker --config experiments/configs/tracker_ant.yaml total_timesteps=50000 "
+                   "vec_env=dummy --out runs/tracker-quick")
+    tt.add_argument("--config", help="YAML file with TrackerTrainConfig fields (default: the built-in defaults)")
+    tt.add_argument("--out", required=True, help="run directory (created; an existing one is resumed)")
+    tt.add_argument("--quiet", action="store_true", help="no progress bars")
+    tt.set_defaults(overrides=[], func=cmd_train_tracker)
+
     w = sub.add_parser("worlds", help="list built-in worlds and reward terms")
     w.set_defaults(func=cmd_worlds)
     return p
@@ -186,6 +237,7 @@ def cmd_score(args) -> int:
     from rlpf.config import ConfigError, load_config
     from rlpf.rewards.registry import RewardError
     from rlpf.scoring import ScoreConfig, format_table, score_paths, write_report
+    from rlpf.tracking import TrackerError
 
     paths, overrides = [], []
     for a in args.paths + args.overrides:  # a path-less key=value given first lands in paths
@@ -199,10 +251,12 @@ def cmd_score(args) -> int:
         cfg = load_config(ScoreConfig, args.config, overrides)
         if args.world:
             cfg.world = args.world
+        if args.tracker:
+            cfg.trackers = list(dict.fromkeys(args.tracker))
         n_files = sum(1 for _ in clip_files(paths))
         with tqdm(total=None, unit="clip", desc="scoring", disable=args.quiet or n_files < 2, file=sys.stderr) as bar:
             report = score_paths(paths, cfg, progress=bar.update)
-    except (ConfigError, RewardError) as e:
+    except (ConfigError, RewardError, TrackerError) as e:
         print(f"rlpf score: {e}", file=sys.stderr)
         return 2
     if args.out:
@@ -377,6 +431,107 @@ def cmd_evaluate(args) -> int:
         json.dump(report, f, indent=1)
     print(format_evaluation(report))
     print(f"report: {out}")
+    return 0
+
+
+def cmd_track(args) -> int:
+    os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering (see rlpf.render)
+    from tqdm import tqdm
+
+    from rlpf import track_report
+    from rlpf.envs.worlds import UnknownWorldError, get_world
+    from rlpf.scoring import write_report
+
+    def fail(msg: str) -> int:
+        print(f"rlpf track: {msg}", file=sys.stderr)
+        return 2
+
+    if args.max_videos < 0 or args.size < 16:
+        return fail("--max-videos must be >= 0 and --size >= 16")
+    try:
+        from rlpf.tracking import load_tracker
+    except ImportError as e:
+        return fail(f"no tracker implementation is installed (rlpf.tracking.load_tracker is missing: {e})")
+    try:
+        if args.world:
+            get_world(args.world)
+    except UnknownWorldError as e:
+        return fail(str(e))
+    by_world, errors = track_report.load_track_inputs(args.paths, args.world)
+    tracked = []  # (clip, result, world, entry)
+    with tqdm(total=sum(map(len, by_world.values())), desc=f"tracking ({args.tracker})", unit="clip",
+              file=sys.stderr, disable=args.quiet) as bar:
+        for name, clips in by_world.items():
+            try:
+                tracker = load_tracker(args.tracker, name)
+            except Exception as e:  # noqa: BLE001 - any tracker loading problem is a usage error here
+                return fail(f"cannot load tracker {args.tracker!r} for world {name!r}: {type(e).__name__}: {e}")
+            results = tracker.track(clips, workers=args.workers, progress=bar.update)
+            tracked += [(c, r, name, track_report.result_entry(c, r, name)) for c, r in zip(clips, results)]
+    if args.video and tracked and args.max_videos:
+        from rlpf.render import RenderError, render_tracking_video
+
+        taken: set[str] = set()
+        todo = tracked[:args.max_videos]
+        for clip, result, name, entry in tqdm(todo, desc="rendering", unit="video", file=sys.stderr,
+                                              disable=args.quiet):
+            path = track_report.unique_video_path(args.video, clip.source, taken)
+            try:
+                entry["video"] = render_tracking_video(clip, result, path, world=name, width=args.size, height=args.size)
+            except RenderError as e:
+                errors.append({"source": clip.source, "error": f"video: {e}"})
+                if "OpenGL" in str(e):
+                    break  # no GL backend: every other video would fail the same way
+    entries = [t[3] for t in tracked]
+    worlds = sorted({t[2] for t in tracked} | ({args.world} if args.world else set()))
+    report = {
+        "world": worlds[0] if len(worlds) == 1 else ("mixed" if worlds else None),
+        "tracker": args.tracker,
+        "clips": entries,
+        "errors": errors,
+        "summary": track_report.summarize(entries, errors),
+    }
+    if args.out:
+        write_report(report, args.out)
+    if not args.quiet:
+        print(track_report.format_table(report))
+        if report["summary"]["n_videos"]:
+            print(f"videos: {args.video}")
+        if args.out:
+            print(f"report: {args.out}")
+    elif errors:
+        for e in errors:
+            print(f"rlpf track: {e['source']}: {e['error']}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def _tracker_config():
+    from rlpf.policies.learned_tracker import TrackerTrainConfig
+
+    return TrackerTrainConfig
+
+
+def cmd_train_tracker(args) -> int:
+    from rlpf.clips import ClipError
+    from rlpf.config import ConfigError, load_config
+    from rlpf.envs.worlds import UnknownWorldError
+    from rlpf.policies.learned_tracker import TrackerLoadError, TrackerTrainConfig, train_tracker
+
+    try:
+        cfg = load_config(TrackerTrainConfig, args.config, args.overrides)
+        summary = train_tracker(cfg, args.out, progress=not args.quiet)
+    except (ConfigError, ClipError, TrackerLoadError, UnknownWorldError, ValueError, FileNotFoundError) as e:
+        print(f"rlpf train-tracker: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    t = summary["timings"]
+    print(f"trained {cfg.world} tracker in {args.out}  ({summary['n_train']} library clips, "
+          f"{t.get('steps', 0):,} steps this run at {t.get('steps_per_s') or 0:.0f} steps/s)")
+    for kind, e in summary.get("eval", {}).items():
+        print(f"  held-out {kind:8s} (n={e['n']}): success {e['success_rate']:.2f}, mean body error "
+              f"{e['mean_body_error_m']:.3f} m, fell {e['fell']}, diverged {e['diverged']}")
+    print(f"tensorboard --logdir {os.path.join(args.out, 'tb')}")
     return 0
 
 

@@ -1,8 +1,16 @@
 """Score clip files for physical plausibility: the engine behind ``rlpf score``.
 
-Data flow: files -> load_clips -> validate against the world -> reward plugins (evaluate_rewards)
--> per-clip score (weighted total) and plausible flag -> report dict (DESIGN.md contract).
-A bad file or a plugin failing on one clip becomes an entry in ``errors``; the rest are scored.
+Data flow: files -> load_clips -> validate against the world -> [tracking pass, with trackers]
+-> reward plugins (evaluate_rewards) -> per-clip score (weighted total) and plausible flag -> report
+dict (DESIGN.md contract). A bad file or a plugin failing on one clip becomes an entry in
+``errors``; the rest are scored.
+
+With ``trackers`` (``rlpf score --tracker pd``), every clip is also replayed by each tracker (in
+parallel worker processes, one pass per clip and tracker shared by the plugins): the first tracker
+fills the terms ``tracking_success``, ``tracking_error_m`` and, in worlds with objects,
+``object_divergence_m`` (weight 0: reported, not part of the physics score); a failed track makes the
+clip implausible; the summary gets the tracking-success rate and every tracker's results and their
+agreement.
 """
 from __future__ import annotations
 
@@ -16,6 +24,10 @@ import numpy as np
 from rlpf.clips import Clip, ClipError, clip_files, load_clips, validate
 from rlpf.envs.worlds import UnknownWorldError, compile_world
 from rlpf.rewards.registry import RewardError, evaluate_rewards, get_reward, physics_terms
+from rlpf.tracking import TrackerError, agreement, check_tracker_spec, load_tracker, track_clips, tracker_summary
+
+TRACKING_TERMS = ("tracking_success", "tracking_error_m", "object_divergence_m")
+"""Terms a tracker adds to every clip (weight 0 unless weighted; object_divergence_m where there are objects)."""
 
 
 @dataclass
@@ -30,11 +42,27 @@ class ScoreConfig:
     to report it without scoring it."""
     thresholds: dict[str, float] = field(default_factory=dict)
     """Overrides of the plausibility thresholds (term -> largest plausible value)."""
+    trackers: list[str] = field(default_factory=list)
+    """Trackers that replay every clip in MuJoCo: pd, learned or a trained tracker's run directory. The
+    first fills tracking_success / tracking_error_m (/ object_divergence_m) and a failed track makes a
+    clip implausible; all are compared in the summary. Empty: no tracking."""
+    tracker_workers: int | None = None
+    """Processes for the tracking pass (default min(2, CPUs))."""
+
+    def __post_init__(self):
+        if isinstance(self.trackers, str):
+            self.trackers = [self.trackers]
+        self.trackers = list(dict.fromkeys(str(t) for t in (self.trackers or [])))  # unique, in order
 
     def resolved_weights(self) -> dict[str, float]:
         if self.weights:
-            return {k: float(v) for k, v in self.weights.items()}
-        return {name: -1.0 / info.threshold for name, info in physics_terms().items()}
+            weights = {k: float(v) for k, v in self.weights.items()}
+        else:
+            weights = {name: -1.0 / info.threshold for name, info in physics_terms().items()}
+        if self.trackers:
+            for name in TRACKING_TERMS:
+                weights.setdefault(name, 0.0)
+        return weights
 
     def resolved_thresholds(self, names: Iterable[str]) -> dict[str, float]:
         out = {}
@@ -54,6 +82,10 @@ def score_clips(clips: list[Clip], world, cfg: ScoreConfig | None = None, **cont
     weights = cfg.resolved_weights()
     thresholds = cfg.resolved_thresholds(weights)
     cw = compile_world(world)
+    if cfg.trackers and "tracker" not in context:
+        context["tracker"] = load_tracker(cfg.trackers[0], cw)
+    if cfg.tracker_workers and "tracker_workers" not in context:
+        context["tracker_workers"] = cfg.tracker_workers
     table = evaluate_rewards(clips, weights, world=cw, prompts=[c.prompt for c in clips], **context)
     out = []
     for i, clip in enumerate(clips):
@@ -61,7 +93,8 @@ def score_clips(clips: list[Clip], world, cfg: ScoreConfig | None = None, **cont
             out.append({"source": clip.source, "error": table.errors[i]})
             continue
         terms = {k: v[i] for k, v in table.terms.items() if v[i] is not None}
-        violations = sorted(k for k, v in terms.items() if k in thresholds and v > thresholds[k])
+        violations = sorted(k for k, v in terms.items() if (k in thresholds and v > thresholds[k])
+                            or (k == "tracking_success" and v < 1.0))  # a failed track is implausible
         out.append({
             "source": clip.source,
             "prompt": clip.prompt,
@@ -80,6 +113,8 @@ def score_paths(paths: list[str], cfg: ScoreConfig | None = None, progress=None)
     weights = cfg.resolved_weights()
     for name in weights:  # an unknown plugin is a config error, not a per-clip one
         get_reward(name)
+    for spec in cfg.trackers:  # so is an unknown tracker
+        check_tracker_spec(spec)
     errors: list[dict] = []
     by_world: dict[str, list[Clip]] = {}
     for path in clip_files(paths):
@@ -103,20 +138,44 @@ def score_paths(paths: list[str], cfg: ScoreConfig | None = None, progress=None)
                 continue
             by_world.setdefault(name, []).append(clip)
     results: list[dict] = []
+    tracked: dict[str, list] = {spec: [] for spec in cfg.trackers}   # tracker -> results on every scored clip
     for name, clips in by_world.items():
+        trackers = {spec: load_tracker(spec, name) for spec in cfg.trackers}
+        for tracker in trackers.values():  # one parallel pass per world and tracker; plugins read its cache
+            track_clips(clips, tracker, workers=cfg.tracker_workers)
+        context = {"tracker": trackers[cfg.trackers[0]]} if trackers else {}
         for start in range(0, len(clips), 16):
             batch = clips[start:start + 16]
-            for entry in score_clips(batch, name, cfg):
-                (errors if "error" in entry else results).append(entry)
+            for clip, entry in zip(batch, score_clips(batch, name, cfg, **context)):
+                if "error" in entry:
+                    errors.append(entry)
+                    continue
+                if trackers:
+                    outcome = {spec: track_clips([clip], tr)[0] for spec, tr in trackers.items()}
+                    entry["tracking"] = {spec: _track_entry(r) for spec, r in outcome.items()}
+                    for spec, r in outcome.items():
+                        tracked[spec].append(r)
+                results.append(entry)
             if progress:
                 progress(len(batch))
     worlds = sorted({r["world"] for r in results} | ({cfg.world} if cfg.world else set()))
+    summary = summarize(results, errors, weights, cfg.resolved_thresholds(weights))
+    if cfg.trackers:
+        summary["tracking_success_rate"] = tracker_summary(tracked[cfg.trackers[0]])["success_rate"]
+        summary["trackers"] = {spec: tracker_summary(rs) for spec, rs in tracked.items()}
+        summary["tracker_agreement"] = agreement({spec: [r.success for r in rs] for spec, rs in tracked.items()})
     return {
         "world": worlds[0] if len(worlds) == 1 else ("mixed" if worlds else cfg.world),
         "clips": results,
         "errors": errors,
-        "summary": summarize(results, errors, weights, cfg.resolved_thresholds(weights)),
+        "summary": summary,
     }
+
+
+def _track_entry(r) -> dict:
+    err = r.body_error_m[np.isfinite(r.body_error_m)]
+    return {"success": bool(r.success), "fell": bool(r.fell), "diverged": bool(r.diverged),
+            "max_error_m": round(float(err.max()), 6) if err.size else None}
 
 
 def summarize(results: list[dict], errors: list[dict], weights: dict, thresholds: dict) -> dict:
@@ -143,7 +202,8 @@ def write_report(report: dict, path: str) -> None:
 
 
 SHORT = {"root_impulse_bws": "impulse", "penetration_m": "pen_m", "float_m": "float_m", "skate_mps": "skate", "root_residual_bw": "root_bw",
-         "joint_limit_rad": "limit", "torque_excess": "torque", "object_unexplained_mps": "object"}
+         "joint_limit_rad": "limit", "torque_excess": "torque", "object_unexplained_mps": "object",
+         "tracking_success": "tracked", "tracking_error_m": "track_m", "object_divergence_m": "obj_div"}
 
 
 def format_table(report: dict) -> str:
@@ -165,6 +225,13 @@ def format_table(report: dict) -> str:
     if s["n_clips"]:
         lines.append(f"\n{s['n_clips']} clips scored, {s['plausible_rate']:.0%} plausible"
                      f" ('!' = above the term's threshold: {', '.join(f'{SHORT.get(k, k)}>{v:g}' for k, v in s['thresholds'].items())})")
+    for name, t in s.get("trackers", {}).items():
+        if t["n_clips"]:
+            lines.append(f"tracker {name}: {t['success_rate']:.0%} tracked ({t['n_fell']} fell, {t['n_diverged']} diverged"
+                         + (f", mean body error {t['mean_error_m']:.3f} m)" if t["mean_error_m"] is not None else ")"))
+    for pair, a in s.get("tracker_agreement", {}).items():
+        if a["rate"] is not None:
+            lines.append(f"trackers {pair}: agree on {a['rate']:.0%} ({a['both_succeed']} both tracked, {a['both_fail']} both failed)")
     for e in report["errors"]:
         lines.append(f"ERROR {e['source']}: {e['error']}")
     return "\n".join(lines)
@@ -174,4 +241,4 @@ def _short_source(source: str, width: int = 40) -> str:
     return source if len(source) <= width else "..." + source[-(width - 3):]
 
 
-__all__ = ["ScoreConfig", "score_clips", "score_paths", "write_report", "format_table", "RewardError"]
+__all__ = ["ScoreConfig", "score_clips", "score_paths", "write_report", "format_table", "RewardError", "TrackerError"]

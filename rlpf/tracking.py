@@ -8,11 +8,18 @@ body falls or its mean body-position error exceeds the world's threshold at any 
 Concrete trackers implement ``track_one``; ``track`` runs them over clips in parallel worker
 processes (each worker builds its own tracker from ``spec()``), and a failure inside one clip's
 simulation is a failed track for that clip, never an exception for the batch.
+
+Trackers: ``rlpf.policies.pd_tracker.PDTracker`` (PD + inverse-dynamics feedforward, no training)
+and the SB3-trained ``rlpf.policies.learned_tracker.LearnedTracker``; ``load_tracker("pd" | "learned"
+| RUN_DIR, world)`` makes one by name. ``track_clips`` caches each clip's result in ``clip.cache``, so
+reward plugins and reports share one tracking pass per clip and tracker; ``cross_tracker_report``
+compares trackers on the same clips.
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -20,8 +27,13 @@ import numpy as np
 
 from rlpf.clips import Clip
 
-SUCCESS_THRESHOLD_M = {"humanoid": 0.5}
+SUCCESS_THRESHOLD_M = {"humanoid": 0.5, "ant": 0.3, "pusher": 0.3}
 """Largest mean body-position error (m) at any frame for a successful track, per world.
+
+Humanoid: 0.5 m, the PHC/UHC rule RLPF uses. Ant and pusher: 0.5 m scaled by body size, the mean
+distance of the robot's bodies from their centroid at qpos0 (humanoid 0.43 m, ant 0.26 m, pusher
+0.28 m: x0.6 -> 0.3 m). Measured (experiments/tracking_separation.py, 40 clips): the PD tracker's
+worst frame on valid ant clips stays below ~0.2 m, while a 0.5 m teleport or levitation crosses 0.3 m.
 Worlds not listed use DEFAULT_THRESHOLD_M; trackers may refine these (documented where set)."""
 DEFAULT_THRESHOLD_M = 0.5
 
@@ -71,6 +83,14 @@ class Tracker:
     def track_one(self, clip: Clip) -> TrackResult:
         raise NotImplementedError
 
+    def cache_key(self) -> tuple:
+        """Identifies this tracker's results in ``clip.cache``: equal for trackers built from equal specs."""
+        try:
+            cls, kwargs = self.spec()
+        except NotImplementedError:
+            return (type(self).__qualname__, id(self))
+        return (f"{cls.__module__}.{cls.__qualname__}", repr(sorted(kwargs.items())))
+
     def track(self, clips: Sequence[Clip], workers: int | None = None, progress=None) -> list[TrackResult]:
         """Track every clip (in ``workers`` processes; default: up to 2); results keep the clip order."""
         clips = list(clips)
@@ -98,12 +118,134 @@ _WORKER_TRACKER: Tracker | None = None
 
 def _init_worker(cls, kwargs) -> None:
     global _WORKER_TRACKER
-    import torch
-
-    torch.set_num_threads(1)  # processes are the parallelism; threads inside them only contend
     _WORKER_TRACKER = cls(**kwargs)
+    if "torch" in sys.modules:  # processes are the parallelism; threads inside them only contend
+        sys.modules["torch"].set_num_threads(1)
 
 
 def _track_in_worker(clip: Clip) -> TrackResult:
     assert _WORKER_TRACKER is not None
     return _WORKER_TRACKER.track_one(clip)
+
+
+# ----------------------------------------------------------------------------------------------
+# making trackers by name, sharing their results, comparing them
+
+TRACKER_NAMES = ("pd", "learned")
+"""Tracker names ``load_tracker`` knows; anything else must be the run directory of a trained tracker."""
+
+
+class TrackerError(ValueError):
+    """A tracker that cannot be made: unknown name, missing run directory, learned tracker not installed."""
+
+
+LEARNED_RUN_DIR = os.path.join("runs", "tracker-{world}")
+"""Where ``load_tracker("learned", world)`` looks for a trained tracker (``rlpf train-tracker --out`` there)."""
+
+
+def check_tracker_spec(spec) -> None:
+    """Raise TrackerError for a tracker spec that cannot name a tracker (before any work is done)."""
+    if isinstance(spec, Tracker):
+        return
+    if not isinstance(spec, str) or not spec or (spec not in TRACKER_NAMES and not os.path.exists(spec)):
+        raise TrackerError(f"unknown tracker {spec!r}: choose 'pd' (PD + inverse dynamics), 'learned' "
+                           f"(the SB3-trained tracker in {LEARNED_RUN_DIR}) or the run directory of a trained tracker")
+
+
+def load_tracker(spec, world) -> Tracker:
+    """A tracker for ``world`` (name, MJCF path, World or CompiledWorld) from ``spec``.
+
+    ``"pd"``: ``PDTracker(world)`` with the world's default gains. ``"learned"``: the SB3-trained
+    tracker in ``LEARNED_RUN_DIR``; a path: the one trained there - both through
+    ``rlpf.policies.learned_tracker.LearnedTracker.load(path, world)``, imported only then. A Tracker
+    instance is returned as it is. Raises TrackerError saying what to do instead.
+    """
+    if isinstance(spec, Tracker):
+        return spec
+    from rlpf.envs.worlds import BUILTIN_WORLDS, CompiledWorld, World
+
+    check_tracker_spec(spec)
+    world_arg = world.world if isinstance(world, CompiledWorld) else world
+    name = world_arg.name if isinstance(world_arg, World) else str(world_arg)
+    if isinstance(world_arg, World) and name in BUILTIN_WORLDS and BUILTIN_WORLDS[name] == world_arg:
+        world_arg = name  # built-in worlds by name: readable specs and cache keys
+    if spec == "pd":
+        from rlpf.policies.pd_tracker import PDTracker
+
+        return PDTracker(world_arg)
+    path = LEARNED_RUN_DIR.format(world=name) if spec == "learned" else spec
+    try:
+        from rlpf.policies.learned_tracker import LearnedTracker
+    except ImportError as e:
+        raise TrackerError(f"tracker {spec!r}: the learned tracker is not available "
+                           f"(rlpf.policies.learned_tracker: {e}); use 'pd'") from None
+    if spec == "learned" and not os.path.isdir(path):
+        raise TrackerError(f"tracker 'learned': no trained tracker for world {name!r} in {path}; train one with "
+                           f"`rlpf train-tracker --out {path}` or give its run directory")
+    try:
+        return LearnedTracker.load(path, world_arg)
+    except (OSError, ValueError, KeyError) as e:
+        raise TrackerError(f"tracker {spec!r}: cannot load a learned tracker for world {name!r}: {e}") from None
+
+
+def track_clips(clips: Sequence[Clip], tracker: Tracker, workers: int | None = None, progress=None) -> list[TrackResult]:
+    """``tracker``'s result for every clip, tracking (in parallel) only clips it has not tracked yet.
+
+    Results are cached in ``clip.cache[("tracking", *tracker.cache_key())]``: every reward plugin and
+    report that asks again gets the same result without simulating again.
+    """
+    key = ("tracking",) + tuple(tracker.cache_key())
+    todo = [c for c in clips if key not in c.cache]
+    if todo:
+        for clip, result in zip(todo, tracker.track(todo, workers=workers, progress=progress)):
+            clip.cache[key] = result
+    return [c.cache[key] for c in clips]
+
+
+def tracker_summary(results: Sequence[TrackResult]) -> dict:
+    """Success rate, failure causes and mean body error of one tracker's results (JSON-ready)."""
+    n = len(results)
+    finite = [r.mean_error_m for r in results if not r.diverged and np.isfinite(r.mean_error_m)]
+    return {
+        "n_clips": n,
+        "success_rate": (sum(r.success for r in results) / n) if n else None,
+        "n_fell": sum(bool(r.fell) for r in results),
+        "n_diverged": sum(bool(r.diverged) for r in results),
+        "mean_error_m": float(np.mean(finite)) if finite else None,
+    }
+
+
+def agreement(successes: dict[str, Sequence[bool]]) -> dict:
+    """Pairwise agreement of trackers' success on the same clips: ``"a vs b" -> {rate, both_succeed,
+    both_fail, only_a, only_b}`` where rate = (both succeed + both fail) / clips."""
+    names = list(successes)
+    out = {}
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            sa, sb = np.asarray(successes[a], bool), np.asarray(successes[b], bool)
+            if len(sa) != len(sb):
+                raise ValueError(f"agreement: {a!r} has {len(sa)} results, {b!r} {len(sb)}")
+            n = len(sa)
+            both, neither = int((sa & sb).sum()), int((~sa & ~sb).sum())
+            out[f"{a} vs {b}"] = {"rate": (both + neither) / n if n else None, "both_succeed": both,
+                                  "both_fail": neither, f"only_{a}": int((sa & ~sb).sum()),
+                                  f"only_{b}": int((~sa & sb).sum())}
+    return out
+
+
+def cross_tracker_report(clips: Sequence[Clip], trackers: dict[str, Tracker], workers: int | None = None) -> dict:
+    """Track ``clips`` with each tracker (cached) and compare: per-tracker success, pairwise agreement.
+
+    Returns ``{"n_clips", "trackers": {name: tracker_summary}, "agreement": {"a vs b": {...}},
+    "agreement_rate"}``; ``agreement_rate`` is the mean pairwise rate (None with one tracker). Two
+    trackers that agree often make tracking success a property of the clip, not of the controller.
+    """
+    results = {name: track_clips(clips, tr, workers=workers) for name, tr in trackers.items()}
+    pairs = agreement({name: [r.success for r in rs] for name, rs in results.items()})
+    rates = [p["rate"] for p in pairs.values() if p["rate"] is not None]
+    return {
+        "n_clips": len(clips),
+        "trackers": {name: tracker_summary(rs) for name, rs in results.items()},
+        "agreement": pairs,
+        "agreement_rate": float(np.mean(rates)) if rates else None,
+    }

@@ -1,0 +1,173 @@
+"""The PD + inverse-dynamics tracker: valid clips track, physically impossible ones do not, failures are results."""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import pytest
+
+from rlpf import corrupt
+from rlpf.policies.pd_tracker import GAINS, PDTracker
+from rlpf.tracking import (
+    SUCCESS_THRESHOLD_M,
+    TrackerError,
+    TrackResult,
+    agreement,
+    cross_tracker_report,
+    load_tracker,
+    success_threshold,
+    track_clips,
+)
+
+
+@pytest.fixture(scope="module")
+def ant_clips():
+    """Valid ant clips as the world model trains on them (PD-driven CPG gaits, 2.4 s at 20 fps)."""
+    from rlpf.motion_data import make_dataset
+
+    return make_dataset("ant", 3, seed=11, frames=48, workers=1)
+
+
+@pytest.fixture(scope="module")
+def trackers():
+    return {w: PDTracker(w) for w in ("ant", "humanoid", "pusher")}
+
+
+def test_valid_clips_track(ant_clips, valid_clips, trackers):
+    for world, clips in (("ant", ant_clips), ("humanoid", valid_clips["humanoid"]), ("pusher", valid_clips["pusher"])):
+        for clip in clips:
+            r = trackers[world].track_one(clip)
+            assert r.success, (world, clip.source, np.nanmax(r.body_error_m), r.fell, r.diverged, r.info)
+            assert not r.fell and not r.diverged
+            m = trackers[world].cw.model
+            assert r.qpos.shape == (clip.n_frames, m.nq)
+            assert r.body_error_m.shape == (clip.n_frames,) and r.torques.shape == (clip.n_frames, m.nu)
+            assert r.body_error_m[0] < 1e-6          # starts at the reference's first frame
+            assert r.threshold_m == success_threshold(world)
+            assert np.isfinite(r.torques).all()
+            limit = np.abs(m.actuator_gear[:, 0]) * np.abs(m.actuator_ctrlrange).max(axis=1)
+            assert (np.abs(r.torques) <= limit + 1e-9).all()   # clipped to the actuators' limits
+
+
+@pytest.mark.parametrize("world", ["ant", "humanoid"])
+@pytest.mark.parametrize("kind", ["levitate", "teleport"])
+def test_impossible_motion_fails(world, kind, ant_clips, valid_clips, trackers):
+    clips = ant_clips if world == "ant" else valid_clips["humanoid"]
+    for clip in clips:
+        r = trackers[world].track_one(corrupt.CORRUPTIONS[kind](clip))
+        assert not r.success, (world, kind, clip.source, np.nanmax(r.body_error_m))
+        assert not r.diverged
+        if kind == "levitate":
+            assert r.fell  # the reference rises 0.5 m where the unactuated root cannot follow
+
+
+def test_skating_ant_fails(ant_clips, trackers):
+    for clip in ant_clips:
+        r = trackers["ant"].track_one(corrupt.skate(clip))
+        assert not r.success and np.nanmax(r.body_error_m) > 1.0
+
+
+def test_object_moved_untouched_diverges(valid_clips, trackers):
+    clip = valid_clips["pusher"][0]
+    ok = trackers["pusher"].track_one(clip)
+    bad = trackers["pusher"].track_one(corrupt.move_object(clip, 0.3))
+    assert np.nanmax(ok.object_error_m) < 0.01
+    assert np.nanmax(bad.object_error_m) > 0.25      # the arm never pushed it: it stays behind
+
+
+def test_sunk_reference_is_a_failed_track_not_an_exception(ant_clips, valid_clips, trackers):
+    for world, clip in (("ant", ant_clips[0]), ("humanoid", valid_clips["humanoid"][0])):
+        r = trackers[world].track_one(corrupt.sink(clip, 1.0))
+        assert r.diverged and not r.success
+        assert "inside the floor" in r.info["why"]
+        assert np.isnan(r.body_error_m).all() and r.mean_error_m == float("inf")
+
+
+def test_absurd_reference_is_a_failed_track(ant_clips):
+    clip = ant_clips[0]
+    wild = dataclasses.replace(clip, qpos=clip.qpos.copy(), cache={}, source="wild")
+    wild.qpos[:, 7:] += np.where(np.arange(clip.n_frames) % 2, 3.0, -3.0)[:, None]   # +-3 rad every frame
+    r = PDTracker("ant").track_one(wild)
+    assert not r.success
+    # explicitly unstable gains (kd * dt = 100) with unclipped torques blow the simulation up: caught
+    r = PDTracker("ant", kp=1e6, kd=1e4, torque_scale=None).track_one(wild)
+    assert r.diverged and not r.success and "diverged" in r.info["why"]
+    assert np.isnan(r.qpos[-1]).all()
+
+
+def test_malformed_reference_is_a_failed_track(ant_clips):
+    clip = ant_clips[0]
+    nan = dataclasses.replace(clip, qpos=clip.qpos.copy(), cache={})
+    nan.qpos[5, 3] = np.nan
+    wrong = dataclasses.replace(clip, qpos=clip.qpos[:, :10], cache={})
+    for bad in (nan, wrong):
+        r = PDTracker("ant").track_one(bad)
+        assert r.diverged and not r.success
+
+
+def test_parallel_equals_serial(ant_clips, valid_clips):
+    clips = list(ant_clips) + [corrupt.teleport(ant_clips[0])]
+    tracker = PDTracker("ant")
+    serial = tracker.track(clips, workers=1)
+    parallel = tracker.track(clips, workers=2)
+    assert [r.source for r in parallel] == [c.source for c in clips]
+    for a, b in zip(serial, parallel):
+        assert a.success == b.success and a.fell == b.fell
+        np.testing.assert_array_equal(a.body_error_m, b.body_error_m)
+        np.testing.assert_array_equal(a.qpos, b.qpos)
+
+
+def test_spec_rebuilds_the_same_tracker():
+    tracker = PDTracker("humanoid", kp=100.0, fall_drop_m=0.5)
+    cls, kwargs = tracker.spec()
+    again = cls(**kwargs)
+    assert repr(again) == repr(tracker) and again.cache_key() == tracker.cache_key()
+    assert PDTracker("humanoid").kp == GAINS["humanoid"]["kp"]
+    assert PDTracker("humanoid").cache_key() != tracker.cache_key()
+
+
+def test_thresholds_per_world():
+    assert SUCCESS_THRESHOLD_M["humanoid"] == 0.5
+    assert 0.1 < SUCCESS_THRESHOLD_M["ant"] < 0.5 and 0.1 < SUCCESS_THRESHOLD_M["pusher"] < 0.5
+
+
+def test_load_tracker(tmp_path, monkeypatch):
+    assert isinstance(load_tracker("pd", "ant"), PDTracker)
+    with pytest.raises(TrackerError, match="unknown tracker 'nope'"):
+        load_tracker("nope", "ant")
+    monkeypatch.chdir(tmp_path)  # no runs/tracker-ant here
+    with pytest.raises(TrackerError, match="learned"):
+        load_tracker("learned", "ant")
+    os.makedirs(tmp_path / "not_a_run")
+    with pytest.raises(TrackerError):
+        load_tracker(str(tmp_path / "not_a_run"), "ant")
+
+
+def test_cross_tracker_report_and_cache(ant_clips):
+    clips = [dataclasses.replace(c, cache={}) for c in ant_clips] + [corrupt.levitate(ant_clips[0])]
+    stiff, floppy = PDTracker("ant"), PDTracker("ant", kp=1.0, kd=0.0, torque_scale=0.01)
+    report = cross_tracker_report(clips, {"pd": stiff, "floppy": floppy}, workers=1)
+    assert report["n_clips"] == 4
+    assert report["trackers"]["pd"]["success_rate"] == pytest.approx(0.75)
+    pair = report["agreement"]["pd vs floppy"]
+    assert pair["both_succeed"] + pair["both_fail"] + pair["only_pd"] + pair["only_floppy"] == 4
+    assert report["agreement_rate"] == pair["rate"]
+    # cached: asking again returns the very same result objects
+    first = track_clips(clips, stiff)
+    assert all(a is b for a, b in zip(first, track_clips(clips, PDTracker("ant"))))
+    solo = cross_tracker_report(clips, {"pd": stiff})
+    assert solo["agreement"] == {} and solo["agreement_rate"] is None
+
+
+def test_agreement_counts():
+    out = agreement({"a": [True, True, False, False], "b": [True, False, False, True]})
+    assert out["a vs b"] == {"rate": 0.5, "both_succeed": 1, "both_fail": 1, "only_a": 1, "only_b": 1}
+
+
+def test_track_result_rule():
+    r = TrackResult(source="x", qpos=np.zeros((3, 1)), body_error_m=np.array([0.0, 0.2, 0.31]),
+                    torques=np.zeros((3, 0)), fell=False, diverged=False, threshold_m=0.3)
+    assert not r.success
+    r.body_error_m[2] = 0.3
+    assert r.success
