@@ -163,7 +163,11 @@ def claim_run_dir(cfg: PretrainConfig, run_dir: str) -> None:
 
 
 def load_or_make_data(cfg: PretrainConfig, progress: bool) -> list[Clip]:
-    """The prompt-labelled training clips: loaded from cfg.data_dir, simulated into it when empty."""
+    """The prompt-labelled training clips: loaded from cfg.data_dir, simulated into it when empty.
+
+    Always read back from disk, so a first run and a resumed one see the clips in the same order
+    (and so hold out the same ones).
+    """
     from rlpf.motion_data import make_dataset, save_dataset
 
     directory = cfg.data_dir
@@ -175,7 +179,7 @@ def load_or_make_data(cfg: PretrainConfig, progress: bool) -> list[Clip]:
                   file=sys.stderr) as bar:
             clips = make_dataset(cfg.world, cfg.data_n, seed=cfg.data_seed, frames=cfg.frames, progress=bar.update)
         save_dataset(clips, directory)
-        return clips
+        files = list(clip_files([directory]))
     clips = []
     for path in files:
         for clip in load_clips(path):

@@ -102,7 +102,8 @@ class Tracker:
                 if progress:
                     progress(1)
             return out
-        ctx = multiprocessing.get_context("spawn" if os.name == "nt" else "fork")
+        # forkserver, not fork: a forked child inherits a parent's busy torch thread pool and can hang
+        ctx = multiprocessing.get_context("spawn" if os.name == "nt" else "forkserver")
         cls, kwargs = self.spec()
         with ctx.Pool(workers, initializer=_init_worker, initargs=(cls, kwargs)) as pool:
             out = []

@@ -113,3 +113,13 @@ def test_data_of_another_world_is_refused(tmp_path, valid_clips):
     cfg = load_config(PretrainConfig, None, TINY + [f"data={tmp_path}"])
     with pytest.raises(ConfigError, match="world 'pusher'.*trains 'ant'"):
         load_or_make_data(cfg, progress=False)
+
+
+def test_fresh_and_cached_data_hold_out_the_same_clips(tmp_path):
+    from rlpf.pretrain import load_or_make_data, split
+
+    cfg = load_config(PretrainConfig, None, TINY + [f"data={tmp_path}"])
+    first = split(load_or_make_data(cfg, progress=False), cfg.val_fraction, cfg.seed)[1]  # simulates
+    again = split(load_or_make_data(cfg, progress=False), cfg.val_fraction, cfg.seed)[1]  # reads the cache
+    assert [c.source for c in first] == [c.source for c in again]
+    assert all(np.array_equal(a.qpos, b.qpos) for a, b in zip(first, again))
