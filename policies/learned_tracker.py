@@ -60,7 +60,6 @@ from __future__ import annotations
 import dataclasses
 import glob
 import hashlib
-import json
 import os
 import pickle
 import re
@@ -75,6 +74,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from rlpf.clips import Clip, clip_files, load_clips, save_clips
 from rlpf.config import ConfigError, load_config
 from rlpf.envs.motion_tracking import MotionTrackingEnv, REWARD_TERMS, TrackingReward, resample
+from rlpf.run_dir import claim_run_dir, read_json, write_json
 from rlpf.tracking import Tracker, TrackResult, success_threshold
 
 
@@ -193,7 +193,7 @@ def train_tracker(cfg: TrackerTrainConfig, run_dir: str, progress: bool = True) 
     from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
     from stable_baselines3.common.vec_env import VecNormalize
 
-    from rlpf.pretrain import claim_run_dir, split
+    from rlpf.pretrain import split
 
     torch.set_num_threads(cfg.threads)
     claim_run_dir(cfg, run_dir)
@@ -207,7 +207,7 @@ def train_tracker(cfg: TrackerTrainConfig, run_dir: str, progress: bool = True) 
 
     summary_path = os.path.join(run_dir, "tracker_summary.json")
     final_model, final_norm = os.path.join(run_dir, "tracker.zip"), os.path.join(run_dir, "vecnormalize.pkl")
-    done = _read_json(summary_path).get("finished") and os.path.exists(final_model) and os.path.exists(final_norm)
+    done = read_json(summary_path).get("finished") and os.path.exists(final_model) and os.path.exists(final_norm)
     timings = {"data_s": round(data_s, 1)}
     if not done:
         venv = make_vec_env(cfg, train)
@@ -251,14 +251,14 @@ def train_tracker(cfg: TrackerTrainConfig, run_dir: str, progress: bool = True) 
         steps = model.num_timesteps - start
         timings.update(train_s=round(train_s, 1), steps=int(steps),
                        steps_per_s=round(steps / train_s, 1) if train_s > 0 else None)
-    previous = _read_json(summary_path)
+    previous = read_json(summary_path)
     summary = {"world": cfg.world, "n_train": len(train), "n_heldout": len(heldout), "finished": True,
                "timings": {**previous.get("timings", {}), **timings}}
     t0 = time.perf_counter()
     summary["eval"] = evaluate_tracker(LearnedTracker(run_dir), heldout[:cfg.eval_clips])
     summary["timings"]["eval_s"] = round(time.perf_counter() - t0, 1)
     _log_eval(run_dir, summary["eval"], cfg.total_timesteps)
-    _write_json(summary_path, summary)
+    write_json(summary_path, summary)
     return summary
 
 
@@ -563,18 +563,3 @@ def _log_eval(run_dir: str, report: dict, step: int) -> None:
         for kind, values in report.items():
             for k, v in values.items():
                 w.add_scalar(f"eval/{kind}_{k}", v, step)
-
-
-def _read_json(path: str) -> dict:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return {}
-
-
-def _write_json(path: str, value: dict) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(value, f, indent=1)
-    os.replace(tmp, path)

@@ -13,8 +13,6 @@ interrupted stage resumes exactly from its last checkpoint (rlpf.training).
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import sys
 import time
@@ -24,9 +22,10 @@ import numpy as np
 import torch
 
 from rlpf.clips import Clip, clip_files, load_clips, save_clips
-from rlpf.config import ConfigError, save_config
+from rlpf.config import ConfigError
 from rlpf.motion_evaluator import EvaluatorConfig
 from rlpf.motion_tokenizer import TokenizerConfig
+from rlpf.run_dir import claim_run_dir, read_json, write_json
 from rlpf.world_model import LMConfig
 
 
@@ -142,24 +141,8 @@ def pretrain(cfg: PretrainConfig, run_dir: str, progress: bool = True) -> dict:
     summary = {"world": cfg.world, "n_train": len(train), "n_heldout": len(heldout),
                "n_artifacts": sum("+" in c.source for c in mixed), "tokenizer": tok_report, "lm": lm_report,
                "timings": {k: round(v, 1) for k, v in timings.items()}}
-    _write_json(os.path.join(run_dir, "pretrain_summary.json"), summary)
+    write_json(os.path.join(run_dir, "pretrain_summary.json"), summary)
     return summary
-
-
-def claim_run_dir(cfg: PretrainConfig, run_dir: str) -> None:
-    """Write the config into RUN, or check that RUN was started with the same config (resume)."""
-    import yaml
-
-    path = os.path.join(run_dir, "config.yaml")
-    wanted = dataclasses.asdict(cfg)
-    if os.path.exists(path):
-        with open(path) as f:
-            existing = yaml.safe_load(f)
-        if existing != yaml.safe_load(yaml.safe_dump(wanted, sort_keys=False)):
-            diff = sorted(k for k in set(existing) | set(wanted) if existing.get(k) != wanted.get(k))
-            raise ConfigError(f"{run_dir} holds a run with a different config (fields {diff} differ); "
-                              "resume with the same config or choose a new --out")
-    save_config(cfg, path)
 
 
 def load_or_make_data(cfg: PretrainConfig, progress: bool) -> list[Clip]:
@@ -210,7 +193,7 @@ def tokenizer_stage(cfg: PretrainConfig, run_dir: str, train: list[Clip], heldou
     out = os.path.join(run_dir, "tokenizer")
     if os.path.isdir(out):
         tok = MotionTokenizer.from_pretrained(out)
-        return tok, _read_json(os.path.join(out, "report.json"))
+        return tok, read_json(os.path.join(out, "report.json"))
     torch.manual_seed(cfg.seed)
     tok = MotionTokenizer(cfg.world, cfg.tokenizer)
     train_tokenizer(tok, train, cfg.tokenizer_steps, cfg.tokenizer_batch, cfg.tokenizer_lr,
@@ -220,7 +203,7 @@ def tokenizer_stage(cfg: PretrainConfig, run_dir: str, train: list[Clip], heldou
     _log_final(run_dir, "tokenizer", report, cfg.tokenizer_steps)
     tmp = out + ".tmp"
     tok.save_pretrained(tmp)
-    _write_json(os.path.join(tmp, "report.json"), report)
+    write_json(os.path.join(tmp, "report.json"), report)
     os.replace(tmp, out)
     return tok, report
 
@@ -231,7 +214,7 @@ def lm_stage(cfg: PretrainConfig, run_dir: str, tok, train: list[Clip], heldout:
 
     out = os.path.join(run_dir, "model")
     if os.path.isdir(out):
-        return _read_json(os.path.join(run_dir, "lm_report.json"))
+        return read_json(os.path.join(run_dir, "lm_report.json"))
     prompts = sorted({c.prompt for c in train})
     wm = WorldModel.create(tok, prompts, cfg.frames, train[0].fps, cfg.lm, seed=cfg.seed)
     ids, labels = sequences(wm, train)
@@ -257,7 +240,7 @@ def lm_stage(cfg: PretrainConfig, run_dir: str, tok, train: list[Clip], heldout:
               "val_loss": round(heldout_loss(wm, val_ids, val_labels), 4),
               "parameters": sum(p.numel() for p in wm.lm.parameters()), "vocab": len(wm.text_tokenizer),
               "prompts": prompts}
-    _write_json(os.path.join(run_dir, "lm_report.json"), report)
+    write_json(os.path.join(run_dir, "lm_report.json"), report)
     wm.save_pretrained(out)
     return report
 
@@ -304,18 +287,3 @@ def _log_final(run_dir: str, stage: str, values: dict, step: int) -> None:
         for k, v in values.items():
             if isinstance(v, (int, float)):
                 w.add_scalar(f"{stage}/heldout_{k}", v, step)
-
-
-def _read_json(path: str) -> dict:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return {}
-
-
-def _write_json(path: str, value: dict) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(value, f, indent=1)
-    os.replace(tmp, path)
