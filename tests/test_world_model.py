@@ -3,7 +3,6 @@ import os
 
 import numpy as np
 import pytest
-import torch
 
 from rlpf.clips import validate
 from rlpf.envs.worlds import compile_world
