@@ -23,6 +23,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 bench: install
 	$(PY) experiments/benchmark_scoring.py
+	$(PY) experiments/benchmark_tracking.py
 
 clean:
 	rm -rf runs build *.egg-info
