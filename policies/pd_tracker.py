@@ -50,9 +50,9 @@ import time
 import mujoco
 import numpy as np
 
-from rlpf.clips import Clip, quaternion_addresses
+from rlpf.clips import Clip
 from rlpf.envs.worlds import CompiledWorld, World, _is_descendant, compile_world
-from rlpf.rewards.analysis import _inverse_model, differentiate_pos, smooth_time
+from rlpf.rewards.analysis import _inverse_model, smoothed_kinematics
 from rlpf.tracking import Tracker, TrackResult, success_threshold
 
 GAINS: dict[str, dict[str, float]] = {
@@ -255,25 +255,8 @@ def reference_dynamics(clip: Clip, cw: CompiledWorld, dofs: np.ndarray) -> Refer
     if cached is not None:
         qpos, qvel, qfrc = cached.qpos, cached.qvel, cached.qfrc
     else:
-        raw = np.array(clip.qpos, dtype=np.float64)
-        quats = quaternion_addresses(m)
-        for adr in quats:  # q and -q are one rotation: make the sign continuous before averaging
-            q = raw[:, adr:adr + 4]
-            flips = np.cumsum(np.r_[0, np.sum(q[1:] * q[:-1], axis=1) < 0]) % 2
-            raw[:, adr:adr + 4] = np.where(flips[:, None] == 1, -q, q)
-        qpos = smooth_time(raw)
-        for adr in quats:
-            q = qpos[:, adr:adr + 4]
-            qpos[:, adr:adr + 4] = q / np.linalg.norm(q, axis=1, keepdims=True)
-        vel_half = differentiate_pos(m, qpos[:-1], qpos[1:], clip.dt)
+        qpos, _, qvel, qacc = smoothed_kinematics(m, clip.qpos, clip.dt)
         T = len(qpos)
-        qvel = np.empty((T, m.nv))
-        qvel[0], qvel[-1] = vel_half[0], vel_half[-1]
-        qvel[1:-1] = 0.5 * (vel_half[1:] + vel_half[:-1])
-        qacc = np.zeros_like(qvel)
-        if T > 2:
-            qacc[1:-1] = (vel_half[1:] - vel_half[:-1]) / clip.dt
-            qacc[0], qacc[-1] = qacc[1], qacc[-2]
         qfrc = np.empty((T, m.nv))
         for t in range(T):
             d.qpos[:] = qpos[t]

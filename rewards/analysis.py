@@ -72,10 +72,10 @@ def smooth_time(x: np.ndarray) -> np.ndarray:
     return 0.25 * p[:-2] + 0.5 * p[1:-1] + 0.25 * p[2:]
 
 
-def _analyze(clip: Clip, cw: CompiledWorld) -> ClipPhysics:
-    m = cw.model
-    dt = clip.dt
-    raw = clip.qpos.copy()
+def smoothed_kinematics(m: mujoco.MjModel, qpos: np.ndarray, dt: float):
+    """[1,2,1]-smoothed qpos (sign-continuous unit quaternions), the velocity between consecutive
+    frames [T-1, nv], and central-difference qvel and qacc [T, nv]."""
+    raw = np.array(qpos, dtype=np.float64)
     quats = quaternion_addresses(m)
     for adr in quats:  # q and -q are one rotation: make the sign continuous before averaging
         q = raw[:, adr:adr + 4]
@@ -93,6 +93,13 @@ def _analyze(clip: Clip, cw: CompiledWorld) -> ClipPhysics:
     if len(qpos) > 2:
         qacc[1:-1] = (vel_half[1:] - vel_half[:-1]) / dt
         qacc[0], qacc[-1] = qacc[1], qacc[-2]
+    return qpos, vel_half, qvel, qacc
+
+
+def _analyze(clip: Clip, cw: CompiledWorld) -> ClipPhysics:
+    m = cw.model
+    dt = clip.dt
+    qpos, vel_half, qvel, qacc = smoothed_kinematics(m, clip.qpos, dt)
 
     mi = _inverse_model(cw)
     d = mujoco.MjData(mi)
