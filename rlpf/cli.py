@@ -439,6 +439,7 @@ def cmd_track(args) -> int:
     from tqdm import tqdm
 
     from rlpf import track_report
+    from rlpf.clips import load_by_world
     from rlpf.envs.worlds import UnknownWorldError, get_world
     from rlpf.scoring import write_report
 
@@ -457,7 +458,7 @@ def cmd_track(args) -> int:
             get_world(args.world)
     except UnknownWorldError as e:
         return fail(str(e))
-    by_world, errors = track_report.load_track_inputs(args.paths, args.world)
+    by_world, errors = load_by_world(args.paths, args.world)
     tracked = []  # (clip, result, world, entry)
     with tqdm(total=sum(map(len, by_world.values())), desc=f"tracking ({args.tracker})", unit="clip",
               file=sys.stderr, disable=args.quiet) as bar:

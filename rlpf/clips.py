@@ -192,3 +192,36 @@ def save_clips(path: str, clips: list[Clip] | Clip, world: str | None = None) ->
     np.savez_compressed(tmp, **out)
     os.replace(tmp, path)  # never leave a half-written clip file
     return path
+
+
+def load_by_world(paths: list[str], world: str | None) -> tuple[dict[str, list[Clip]], list[dict]]:
+    """Load and validate every clip under ``paths`` against its world (``world`` overrides the files').
+
+    Returns the clips grouped by world name and one ``{"source", "error"}`` per bad input: one broken
+    file or clip never stops the rest.
+    """
+    from rlpf.envs.worlds import UnknownWorldError, compile_world
+
+    errors: list[dict] = []
+    by_world: dict[str, list[Clip]] = {}
+    for path in clip_files(paths):
+        try:
+            clips = load_clips(path)
+        except ClipError as e:
+            errors.append({"source": e.source, "error": e.problem})
+            continue
+        for clip in clips:
+            name = world or clip.world
+            try:
+                if not name:
+                    raise ClipError(clip.source, "no world: the file has no 'world' key and no --world was given")
+                cw = compile_world(name)
+                validate(clip, cw.model, cw.name)
+            except ClipError as e:
+                errors.append({"source": e.source, "error": e.problem})
+                continue
+            except UnknownWorldError as e:
+                errors.append({"source": clip.source, "error": str(e)})
+                continue
+            by_world.setdefault(name, []).append(clip)
+    return by_world, errors

@@ -21,8 +21,8 @@ from typing import Iterable
 
 import numpy as np
 
-from rlpf.clips import Clip, ClipError, clip_files, load_clips, validate
-from rlpf.envs.worlds import UnknownWorldError, compile_world
+from rlpf.clips import Clip, load_by_world
+from rlpf.envs.worlds import compile_world
 from rlpf.rewards.registry import RewardError, evaluate_rewards, get_reward, physics_terms
 from rlpf.tracking import TrackerError, agreement, check_tracker_spec, load_tracker, track_clips, tracker_summary
 
@@ -115,28 +115,7 @@ def score_paths(paths: list[str], cfg: ScoreConfig | None = None, progress=None)
         get_reward(name)
     for spec in cfg.trackers:  # so is an unknown tracker
         check_tracker_spec(spec)
-    errors: list[dict] = []
-    by_world: dict[str, list[Clip]] = {}
-    for path in clip_files(paths):
-        try:
-            clips = load_clips(path)
-        except ClipError as e:
-            errors.append({"source": e.source, "error": e.problem})
-            continue
-        for clip in clips:
-            name = cfg.world or clip.world
-            try:
-                if not name:
-                    raise ClipError(clip.source, "no world: the file has no 'world' key and no --world was given")
-                cw = compile_world(name)
-                validate(clip, cw.model, cw.name)
-            except ClipError as e:
-                errors.append({"source": e.source, "error": e.problem})
-                continue
-            except UnknownWorldError as e:
-                errors.append({"source": clip.source, "error": str(e)})
-                continue
-            by_world.setdefault(name, []).append(clip)
+    by_world, errors = load_by_world(paths, cfg.world)
     results: list[dict] = []
     tracked: dict[str, list] = {spec: [] for spec in cfg.trackers}   # tracker -> results on every scored clip
     for name, clips in by_world.items():

@@ -12,36 +12,7 @@ import os
 
 import numpy as np
 
-from rlpf.clips import Clip, ClipError, clip_files, load_clips, validate
-
-
-def load_track_inputs(paths: list[str], world: str | None) -> tuple[dict[str, list[Clip]], list[dict]]:
-    """Load and validate clips like ``rlpf score``: (clips grouped by world name, errors for bad inputs)."""
-    from rlpf.envs.worlds import UnknownWorldError, compile_world
-
-    errors: list[dict] = []
-    by_world: dict[str, list[Clip]] = {}
-    for path in clip_files(paths):
-        try:
-            clips = load_clips(path)
-        except ClipError as e:
-            errors.append({"source": e.source, "error": e.problem})
-            continue
-        for clip in clips:
-            name = world or clip.world
-            try:
-                if not name:
-                    raise ClipError(clip.source, "no world: the file has no 'world' key and no --world was given")
-                cw = compile_world(name)
-                validate(clip, cw.model, cw.name)
-            except ClipError as e:
-                errors.append({"source": e.source, "error": e.problem})
-                continue
-            except UnknownWorldError as e:
-                errors.append({"source": clip.source, "error": str(e)})
-                continue
-            by_world.setdefault(name, []).append(clip)
-    return by_world, errors
+from rlpf.clips import Clip
 
 
 def _num(x: float) -> float | None:
