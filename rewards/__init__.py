@@ -22,3 +22,4 @@ from rlpf.rewards.registry import (  # noqa: F401
 # tracking terms (tracking_success, tracking_error_m, object_divergence_m): registered on import,
 # not physics terms, so the default score does not run them; the physics terms load with the registry
 from rlpf.rewards import tracking  # noqa: E402,F401
+from rlpf.rewards import alignment  # noqa: E402,F401

@@ -21,23 +21,43 @@ from rlpf.clips import Clip
 
 
 def evaluate_world_model(wm, evaluator, heldout: list[Clip], n_per_prompt: int = 32, temperature: float = 1.0,
-                         seed: int = 0, prompts: list[str] | None = None) -> dict:
-    from rlpf.motion_data import command_matches
-
+                         seed: int = 0, prompts: list[str] | None = None, trackers: dict | None = None,
+                         tracker_workers: int | None = None) -> dict:
+    """Generate ``n_per_prompt`` clips per prompt and measure them (``evaluate_samples``)."""
     prompts = prompts or sorted({c.prompt for c in heldout if c.prompt in wm.prompts}) or list(wm.prompts)
     t0 = time.perf_counter()
     clips = wm.generate(prompts, n=n_per_prompt, temperature=temperature, seed=seed)
     gen_s = time.perf_counter() - t0
-    report = measure_clips(clips, evaluator, heldout, seed)
+    report = evaluate_samples(clips, evaluator, heldout, seed, trackers, tracker_workers)
     report["generation_clips_per_min"] = round(60 * len(clips) / gen_s, 1)
     report["temperature"] = temperature
-    report["per_prompt"] = {}
+    return report
+
+
+def evaluate_samples(clips: list[Clip], evaluator, heldout: list[Clip], seed: int = 0, trackers: dict | None = None,
+                     tracker_workers: int | None = None) -> dict:
+    """Measure generated clips against held-out data; with ``trackers`` ({name: Tracker}), also their
+    tracking success under each (``tracking_success`` is the first tracker's; results cached in the clips)."""
+    from rlpf.motion_data import command_matches
+
+    report = measure_clips(clips, evaluator, heldout, seed)
     matches = command_matches(clips)
     physics = report.pop("_plausible")
-    for p in prompts:
+    tracked = {}
+    if trackers:
+        from rlpf.tracking import track_clips, tracker_summary
+
+        tracked = {name: track_clips(clips, tr, workers=tracker_workers) for name, tr in trackers.items()}
+        report["tracking"] = {name: tracker_summary(rs) for name, rs in tracked.items()}
+        report["tracking_success"] = report["tracking"][next(iter(trackers))]["success_rate"]
+    report["per_prompt"] = {}
+    for p in sorted({c.prompt for c in clips}):
         idx = [i for i, c in enumerate(clips) if c.prompt == p]
-        report["per_prompt"][p] = {"command_accuracy": float(np.mean([matches[i] for i in idx])),
-                                   "plausible_rate": float(np.mean([physics[i] for i in idx]))}
+        entry = {"command_accuracy": float(np.mean([matches[i] for i in idx])),
+                 "plausible_rate": float(np.mean([physics[i] for i in idx]))}
+        for name, rs in tracked.items():
+            entry[f"tracking_success_{name}"] = float(np.mean([rs[i].success for i in idx]))
+        report["per_prompt"][p] = entry
     half = len(heldout) // 2
     reference = measure_clips(heldout[half:], evaluator, heldout[:half], seed) if half >= 2 else {}
     reference.pop("_plausible", None)

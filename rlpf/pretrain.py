@@ -246,11 +246,16 @@ def lm_stage(cfg: PretrainConfig, run_dir: str, tok, train: list[Clip], heldout:
 
 
 def sequences(wm, clips: list[Clip]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Padded input ids and labels (-100 on the prompt and padding: the loss is on motion codes)."""
+    """Padded input ids and labels of clips (encoded by the world model's motion tokenizer)."""
     codes = wm.motion_tokenizer.encode_qpos(np.stack([c.qpos for c in clips]), clips[0].fps)
+    return code_sequences(wm, [c.prompt for c in clips], codes)
+
+
+def code_sequences(wm, prompts: list[str], codes) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded input ids and labels (-100 on the prompt and padding: the loss is on motion codes)."""
     rows, lab = [], []
-    for clip, c in zip(clips, codes):
-        seq = wm.sequence_ids(clip.prompt, c)
+    for prompt, c in zip(prompts, codes):
+        seq = wm.sequence_ids(prompt, c)
         n_prompt = len(seq) - len(c) - 1
         rows.append(seq)
         lab.append([-100] * n_prompt + seq[n_prompt:])

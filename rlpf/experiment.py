@@ -1,0 +1,216 @@
+"""``rlpf train``: one experiment, from nothing to a before/after report, every step cached.
+
+    data -> pretraining (the base world model)   rlpf.pretrain, cached in base_run
+         -> trackers (the learned one trained)    rlpf.policies.learned_tracker, cached in tracker_run
+         -> fine-tuning by `method`               rlpf (rlpf.grpo, TRL GRPOTrainer) | sft_filter | base
+         -> evaluation of base and fine-tuned     rlpf.rlpf_report: report.json, report.md, samples, videos
+
+The run directory holds config.yaml, model/ (the fine-tuned world model), grpo/ (TRL checkpoints),
+tb/ (TensorBoard), samples/*.npz, videos/*.mp4, report.json and report.md. Running the same command
+again resumes where it stopped; a different config for the same directory is refused.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+from rlpf.grpo import GRPOSettings
+from rlpf.sft_filter import SFTFilterSettings
+
+METHODS = ("rlpf", "sft_filter", "base")
+
+
+@dataclass
+class RLPFConfig:
+    """One fine-tuning experiment and its evaluation."""
+
+    method: str = "rlpf"
+    """rlpf (GRPO on physical feedback), sft_filter (fine-tune on own samples that track) or base (no
+    fine-tuning: the base model's report)."""
+    world: str = "ant"
+    """World of the base model."""
+    pretrain_config: str = "experiments/configs/ant.yaml"
+    """Pretraining config of the base model (run when base_run holds no finished model)."""
+    base_run: str = "runs/ant"
+    """Pretraining run directory of the base model (data, model/, evaluator/, heldout.npz)."""
+    tracker: str = "pd"
+    """Tracker whose success is rewarded (rlpf) or filtered on (sft_filter): pd or learned."""
+    eval_trackers: list = field(default_factory=lambda: ["pd", "learned"])
+    """Trackers the report measures success with; the reward tracker is always measured and comes first."""
+    tracker_config: str = "experiments/configs/tracker_ant.yaml"
+    """Training config of the learned tracker (trained when tracker_run holds none)."""
+    tracker_run: str = "runs/tracker-ant"
+    """Run directory of the learned tracker."""
+    weights: dict = field(default_factory=lambda: {"tracking_success": 10.0, "alignment": 2.0})
+    """Reward term -> weight: the RLPF paper's 10 x tracking success + 2 x alignment by default. Any
+    reward plugin may be weighted (physics terms, e.g. skate_mps: -1); every term is logged."""
+    grpo: GRPOSettings = field(default_factory=GRPOSettings)
+    """The GRPO update (method rlpf)."""
+    sft: SFTFilterSettings = field(default_factory=SFTFilterSettings)
+    """The SFT-Filter baseline (method sft_filter)."""
+    eval_per_prompt: int = 32
+    """Clips sampled per prompt for the before/after evaluation."""
+    eval_seed: int = 1234
+    """Sampling seed of the evaluation (the same for base and fine-tuned)."""
+    videos: int = 3
+    """Prompts rendered as generated-vs-tracked mp4s, before and after (0: none)."""
+    workers: int = 2
+    """Processes that score and track clips in parallel."""
+    seed: int = 0
+    """Seed of fine-tuning."""
+    threads: int = 1
+    """torch threads in the main process (1 leaves the other core to the scoring workers)."""
+
+    def __post_init__(self):
+        for name, kind in (("grpo", GRPOSettings), ("sft", SFTFilterSettings)):
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                try:
+                    setattr(self, name, kind(**value))
+                except TypeError as e:
+                    raise ValueError(f"{name}: {e}") from None
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if isinstance(self.eval_trackers, str):
+            self.eval_trackers = [self.eval_trackers]
+        for t in [self.tracker, *self.eval_trackers]:
+            if t not in ("pd", "learned"):
+                raise ValueError(f"tracker {t!r}: use 'pd' or 'learned' (the learned tracker lives in tracker_run)")
+        if not isinstance(self.weights, dict) or not self.weights:
+            raise ValueError(f"weights must be a non-empty mapping of reward term -> weight, got {self.weights!r}")
+        if self.eval_per_prompt < 1 or self.workers < 0:
+            raise ValueError("eval_per_prompt must be >= 1 and workers >= 0")
+
+    def trackers(self) -> list[str]:
+        """Evaluation trackers, the reward tracker first."""
+        return list(dict.fromkeys([self.tracker, *self.eval_trackers]))
+
+    def tracker_spec(self, name: str) -> str:
+        return self.tracker_run if name == "learned" else name
+
+
+def _say(msg: str) -> None:
+    print(f"[rlpf] {msg}", file=sys.stderr, flush=True)
+
+
+def ensure_base(cfg: RLPFConfig, progress: bool) -> str:
+    """The base model's pretraining run (pretrained now if unfinished); returns its directory."""
+    from rlpf.config import load_config
+    from rlpf.pretrain import PretrainConfig, pretrain
+
+    if os.path.isfile(os.path.join(cfg.base_run, "model", "world_model.json")) and \
+            os.path.isdir(os.path.join(cfg.base_run, "evaluator")):
+        return cfg.base_run
+    _say(f"pretraining the base model into {cfg.base_run} ({cfg.pretrain_config})")
+    pcfg = load_config(PretrainConfig, cfg.pretrain_config)
+    if pcfg.world != cfg.world:
+        raise ValueError(f"pretrain_config {cfg.pretrain_config} is for world {pcfg.world!r}, this experiment for {cfg.world!r}")
+    pretrain(pcfg, cfg.base_run, progress=progress)
+    return cfg.base_run
+
+
+def ensure_trackers(cfg: RLPFConfig, progress: bool) -> dict:
+    """{name: Tracker} for every tracker the experiment uses (training the learned one if needed)."""
+    from rlpf.tracking import load_tracker
+
+    if "learned" in cfg.trackers():
+        from rlpf.config import load_config
+        from rlpf.policies.learned_tracker import TrackerTrainConfig, train_tracker
+
+        tcfg = load_config(TrackerTrainConfig, cfg.tracker_config)
+        if tcfg.world != cfg.world:
+            raise ValueError(f"tracker_config {cfg.tracker_config} is for world {tcfg.world!r}, not {cfg.world!r}")
+        if not os.path.isfile(os.path.join(cfg.tracker_run, "tracker_summary.json")):
+            _say(f"training the learned tracker into {cfg.tracker_run} ({cfg.tracker_config})")
+        train_tracker(tcfg, cfg.tracker_run, progress=progress)
+    return {name: load_tracker(cfg.tracker_spec(name), cfg.world) for name in cfg.trackers()}
+
+
+def train_rlpf(cfg: RLPFConfig, run_dir: str, progress: bool = True) -> dict:
+    """Run the experiment into ``run_dir`` (resuming what is there); returns the report dict."""
+    import torch
+
+    from rlpf.clips import load_clips
+    from rlpf.motion_evaluator import MotionTextEvaluator
+    from rlpf.physical_feedback import PhysicalFeedback
+    from rlpf.rlpf_report import compare, measure, render_videos, save_samples, write_report
+    from rlpf.run_dir import claim_run_dir, read_json, write_json
+    from rlpf.world_model import WorldModel
+
+    torch.set_num_threads(max(1, cfg.threads))
+    os.makedirs(run_dir, exist_ok=True)
+    claim_run_dir(cfg, run_dir)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    base_run = ensure_base(cfg, progress)
+    timings["pretrain_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    trackers = ensure_trackers(cfg, progress)
+    timings["trackers_s"] = time.perf_counter() - t0
+    base_model = os.path.join(base_run, "model")
+
+    t0 = time.perf_counter()
+    training: dict = {}
+    if cfg.method == "rlpf":
+        from rlpf.grpo import finetune
+
+        _say(f"RLPF: GRPO for {cfg.grpo.steps} steps, reward {cfg.weights} with tracker {cfg.tracker!r}")
+        with PhysicalFeedback(cfg.world, cfg.weights, cfg.tracker_spec(cfg.tracker), workers=cfg.workers) as fb:
+            tuned, training = finetune(base_model, fb, cfg.grpo, run_dir, seed=cfg.seed, progress=progress)
+        history = training.pop("log_history", None)
+        if history is not None:
+            write_json(os.path.join(run_dir, "grpo_history.json"), {"log_history": history})
+            training.update(step_time_breakdown(history))
+    elif cfg.method == "sft_filter":
+        from rlpf.sft_filter import sft_filter
+
+        _say(f"SFT-Filter: {cfg.sft.samples_per_prompt} samples per prompt, kept if tracker {cfg.tracker!r} succeeds")
+        tuned, training = sft_filter(base_model, trackers[cfg.tracker], cfg.sft, run_dir, seed=cfg.seed,
+                                     workers=cfg.workers, progress=progress)
+    else:
+        tuned = WorldModel.from_pretrained(base_model)
+    timings["finetune_s"] = time.perf_counter() - t0
+    if training.get("resumed") == "finished":
+        training = read_json(os.path.join(run_dir, "report.json")).get("training", {})
+
+    t0 = time.perf_counter()
+    _say(f"evaluating base and {cfg.method} ({cfg.eval_per_prompt} clips per prompt, trackers {cfg.trackers()})")
+    evaluator = MotionTextEvaluator.load(os.path.join(base_run, "evaluator"))
+    heldout = load_clips(os.path.join(base_run, "heldout.npz"))
+    base = WorldModel.from_pretrained(base_model)
+    workers = cfg.workers or None
+    before, base_clips = measure(base, evaluator, heldout, trackers, cfg.eval_per_prompt, cfg.eval_seed, workers=workers)
+    after, tuned_clips = measure(tuned, evaluator, heldout, trackers, cfg.eval_per_prompt, cfg.eval_seed, workers=workers)
+    samples = {"base": save_samples(run_dir, "base", base_clips), cfg.method: save_samples(run_dir, cfg.method, tuned_clips)}
+    videos = []
+    if cfg.videos:
+        reward_tracker = trackers[cfg.tracker]
+        videos = render_videos(run_dir, "base", base_clips, reward_tracker, cfg.videos)
+        if cfg.method != "base":
+            videos += render_videos(run_dir, cfg.method, tuned_clips, reward_tracker, cfg.videos)
+    timings["evaluate_s"] = time.perf_counter() - t0
+
+    report = {"method": cfg.method, "world": cfg.world, "reward_tracker": cfg.tracker, "eval_trackers": cfg.trackers(),
+              "weights": cfg.weights, "n_per_prompt": cfg.eval_per_prompt, "seed": cfg.eval_seed,
+              "before": before, "after": after, "change": compare(before, after), "training": training,
+              "timings": {k: round(v, 1) for k, v in timings.items()},
+              "samples": {k: os.path.relpath(v, run_dir) for k, v in samples.items()}, "videos": videos}
+    write_report(run_dir, report)
+    return report
+
+
+def step_time_breakdown(history: list[dict]) -> dict:
+    """Mean seconds per optimizer step spent generating, scoring (decode + physics + tracking) and updating."""
+    import numpy as np
+
+    keys = ("time/step_s", "time/generation_s", "time/scoring_s", "time/update_s")
+    rows = [h for h in history if all(k in h for k in keys)]
+    if not rows:
+        return {}
+    mean = {k: float(np.mean([float(h[k]) for h in rows])) for k in keys}
+    total = mean["time/step_s"] or float("nan")
+    return {"step_s": round(total, 3), "generation_s": round(mean["time/generation_s"], 3),
+            "scoring_s": round(mean["time/scoring_s"], 3), "update_s": round(mean["time/update_s"], 3),
+            "scoring_fraction": round(mean["time/scoring_s"] / total, 3)}

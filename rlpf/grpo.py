@@ -1,0 +1,250 @@
+"""RLPF fine-tuning through TRL's GRPOTrainer: group-relative PPO-clip with KL to the frozen reference.
+
+TRL does the algorithm: for each prompt it samples a group of completions (motion-code sequences),
+scores them with our reward functions, normalizes rewards within the group into advantages, takes
+clipped policy-gradient steps, and keeps the policy near a frozen copy of the starting model with a
+KL penalty (``beta``; the reference is reloaded by TRL from the base model's directory). rlpf adds
+the rewards (``rlpf.physical_feedback``), restricts sampling to motion codes (``suppress_tokens``:
+every completion is a clip), times each step's parts, and makes the run safe to stop: checkpoints
+every ``save_steps`` (model, optimizer, scheduler, RNG, step), resume from the last one, Ctrl-C
+saves before it stops, TensorBoard continues where the checkpoint left off.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class GRPOSettings:
+    """The group-relative PPO update (TRL GRPOConfig fields, named as there where they map one to one)."""
+
+    steps: int = 200
+    """Optimizer steps (TRL max_steps)."""
+    prompts_per_step: int = 9
+    """Distinct prompts per step; each is sampled num_generations times."""
+    num_generations: int = 8
+    """Group size G: completions per prompt, compared with each other for the advantage."""
+    steps_per_generation: int = 2
+    """Optimizer steps per generated batch: after the first, the policy is off its samples and PPO's
+    clip (epsilon) bounds the update."""
+    num_iterations: int = 1
+    """Passes over each generated batch (TRL num_iterations, GRPO's mu): more updates per simulated sample."""
+    learning_rate: float = 5e-5
+    """AdamW learning rate (constant after warmup)."""
+    warmup_steps: int = 5
+    """Linear warmup steps."""
+    beta: float = 0.02
+    """KL coefficient to the frozen reference model (0: no KL, no reference model)."""
+    epsilon: float = 0.2
+    """PPO clip range of the importance ratio."""
+    temperature: float = 1.0
+    """Sampling temperature of the policy."""
+    loss_type: str = "grpo"
+    """TRL loss aggregation: grpo (per-sequence mean, as in the GRPO paper), dapo, dr_grpo, bnpo."""
+    scale_rewards: str = "group"
+    """Advantage scaling: group (divide by the group's std, GRPO), batch or none (Dr. GRPO)."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping."""
+    save_steps: int = 25
+    """Steps between checkpoints (a killed run resumes from the last one)."""
+    logging_steps: int = 1
+    """Steps between log lines and TensorBoard points."""
+
+    def __post_init__(self):
+        for name in ("steps", "prompts_per_step", "num_generations", "steps_per_generation", "num_iterations", "save_steps", "logging_steps"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"grpo.{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_generations < 2:
+            raise ValueError("grpo.num_generations must be >= 2: advantages compare completions within a group")
+        if self.beta < 0:
+            raise ValueError(f"grpo.beta must be >= 0, got {self.beta}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"grpo.learning_rate must be > 0, got {self.learning_rate}")
+
+
+def _trainer_class():
+    from trl import GRPOTrainer
+
+    class RLPFTrainer(GRPOTrainer):
+        """GRPOTrainer plus a step-time breakdown: generation / physics scoring / update."""
+
+        _gen_s = 0.0
+        _score_s = 0.0
+
+        def _generate(self, prompts):
+            t0 = time.perf_counter()
+            out = super()._generate(prompts)
+            self._gen_s += time.perf_counter() - t0
+            return out
+
+        def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+            t0 = time.perf_counter()
+            out = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+            self._score_s += time.perf_counter() - t0
+            return out
+
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            self._gen_s = self._score_s = 0.0
+            t0 = time.perf_counter()
+            loss = super().training_step(model, inputs, num_items_in_batch)
+            total = time.perf_counter() - t0
+            m = self._metrics["train"]
+            m["time/step_s"].append(total)
+            m["time/generation_s"].append(self._gen_s)
+            m["time/scoring_s"].append(self._score_s)
+            m["time/update_s"].append(total - self._gen_s - self._score_s)
+            return loss
+
+    return RLPFTrainer
+
+
+def _ProgressBar():
+    import sys
+
+    from tqdm import tqdm
+    from transformers import TrainerCallback
+
+    class ProgressBar(TrainerCallback):
+        bar = None
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="rlpf", unit="step",
+                            file=sys.stderr, dynamic_ncols=True)
+
+        def on_step_end(self, args, state, control, **kw):
+            self.bar.update(state.global_step - self.bar.n)
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            logs = logs or {}
+            show = {"reward": "reward", "track": "rewards/tracking_success/mean", "align": "rewards/alignment/mean",
+                    "kl": "kl"}
+            post = {k: f"{float(logs[v]):.3g}" for k, v in show.items() if v in logs}
+            if post:
+                self.bar.set_postfix(post, refresh=False)
+
+        def on_train_end(self, args, state, control, **kw):
+            self.bar.close()
+
+    return ProgressBar()
+
+
+class _StopOnSignal:
+    """Turns Ctrl-C (SIGINT) / SIGTERM into 'save a checkpoint and stop after this step'."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = {}
+
+    def __enter__(self):
+        def handler(signum, frame):
+            if self.requested:  # a second Ctrl-C: stop now
+                raise KeyboardInterrupt
+            self.requested = True
+            print("\nstopping: saving a checkpoint after this step (Ctrl-C again to abort without saving)",
+                  flush=True)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, handler)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def finetune(model_dir: str, feedback, settings: GRPOSettings, run_dir: str, seed: int = 0,
+             prompts: list[str] | None = None, progress: bool = True):
+    """Fine-tune the world model in ``model_dir`` with GRPO on ``feedback``'s rewards; returns the
+    fine-tuned ``WorldModel`` (also saved to ``run_dir/model``) and a summary dict.
+
+    Checkpoints go to ``run_dir/grpo/checkpoint-*``; running again resumes from the last one, and a
+    finished run (``run_dir/model`` present) is loaded, not retrained.
+    """
+    from datasets import Dataset
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers import TrainerCallback
+    from transformers.integrations import TensorBoardCallback
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import GRPOConfig
+
+    from rlpf.world_model import WorldModel
+
+    out_model = os.path.join(run_dir, "model")
+    if os.path.isfile(os.path.join(out_model, "world_model.json")):
+        return WorldModel.from_pretrained(out_model), {"resumed": "finished"}
+
+    wm = WorldModel.from_pretrained(model_dir)
+    prompts = list(prompts or wm.prompts)
+    per_step = settings.prompts_per_step * settings.num_generations
+    # TRL's sampler takes prompts_per_step x steps_per_generation distinct rows per generation batch and
+    # drops a partial batch, so the prompt list is repeated until one batch fits (balanced when it divides)
+    per_generation = settings.prompts_per_step * settings.steps_per_generation
+    reps = -(-per_generation // len(prompts))
+    rows = [wm.prompt_text(p) for _ in range(reps) for p in prompts]
+    dataset = Dataset.from_dict({"prompt": rows})
+
+    ckpt_dir = os.path.join(run_dir, "grpo")
+    last = get_last_checkpoint(ckpt_dir) if os.path.isdir(ckpt_dir) else None
+    resume_step = int(last.rsplit("-", 1)[-1]) if last else 0
+    allowed = set(range(wm.code_offset, wm.code_offset + wm.n_codes))
+    suppress = [i for i in range(len(wm.text_tokenizer)) if i not in allowed]
+    args = GRPOConfig(
+        output_dir=ckpt_dir, max_steps=settings.steps, per_device_train_batch_size=per_step,
+        num_generations=settings.num_generations, steps_per_generation=settings.steps_per_generation,
+        num_iterations=settings.num_iterations,
+        max_completion_length=wm.n_tokens, temperature=settings.temperature, top_p=1.0, top_k=0,
+        generation_kwargs={"suppress_tokens": suppress},  # only motion codes: every completion is a clip
+        learning_rate=settings.learning_rate, lr_scheduler_type="constant_with_warmup",
+        warmup_steps=settings.warmup_steps, beta=settings.beta, epsilon=settings.epsilon,
+        loss_type=settings.loss_type, scale_rewards=settings.scale_rewards, max_grad_norm=settings.max_grad_norm,
+        logging_steps=settings.logging_steps, save_steps=settings.save_steps, save_total_limit=2,
+        save_only_model=False, report_to="none", seed=seed, data_seed=seed, use_cpu=True, bf16=False, fp16=False,
+        disable_tqdm=True, dataloader_num_workers=0,
+        log_completions=False, shuffle_dataset=True,
+    )
+    funcs, weights = feedback.reward_functions(wm)
+    args.reward_weights = weights
+    # purge_step: events a killed run logged after its last checkpoint are dropped, so curves continue
+    writer = SummaryWriter(os.path.join(run_dir, "tb", "rlpf"), purge_step=resume_step or None)
+    stop = _StopOnSignal()
+
+    class StopCallback(TrainerCallback):
+        def on_step_end(self, a, state, control, **kw):
+            if stop.requested:
+                control.should_save = True
+                control.should_training_stop = True
+            return control
+
+    trainer = _trainer_class()(
+        model=wm.lm, reward_funcs=funcs, args=args, train_dataset=dataset,
+        processing_class=wm.text_tokenizer, callbacks=[TensorBoardCallback(writer), StopCallback()],
+    )
+    # one compact bar instead of a 40-key dict printed per log step (the full logs are in TensorBoard)
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    if progress:
+        trainer.add_callback(_ProgressBar())
+    t0 = time.perf_counter()
+    with stop:
+        trainer.train(resume_from_checkpoint=last)
+    seconds = time.perf_counter() - t0
+    writer.close()
+    if stop.requested:
+        raise KeyboardInterrupt(f"RLPF stopped at step {trainer.state.global_step}; checkpoint in {ckpt_dir}; "
+                                "run the same command again to resume")
+    wm.lm = trainer.model
+    wm.lm.eval()
+    wm.save_pretrained(out_model)
+    history = [h for h in trainer.state.log_history if "reward" in h]
+    summary = {"steps": trainer.state.global_step, "resumed_from_step": resume_step, "seconds": round(seconds, 1),
+               "excluded_samples": feedback.excluded_total, "log_history": history}
+    return wm, summary

@@ -1,0 +1,239 @@
+"""Physical feedback for generated completions: motion codes -> clips -> every reward term, in parallel.
+
+This is the reward side of RLPF. A batch of completions (motion-code token ids) is decoded to clips
+once, then every term - the physics plugins, ``tracking_success`` / ``tracking_error_m`` from a
+tracker replaying the clip in MuJoCo, and ``alignment`` (does the motion do what the prompt says) -
+is computed once per clip in worker processes (``evaluate_rewards`` with the registry's per-clip
+isolation). TRL sees one reward function per term (``reward_functions()``) with the weights from the
+config, so every term is its own TensorBoard series and the weighted sum TRL optimizes is exactly
+``sum(weight * term)``.
+
+A clip on which any term fails (a plugin raises or returns NaN) gets NaN from every function: TRL
+then treats it as unscorable - out of its group's baseline, zero advantage - so a partial reward
+never masquerades as a whole one. Each exclusion is warned about and counted (``excluded``).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing
+import os
+import sys
+import time
+from typing import Sequence
+
+import numpy as np
+
+from rlpf.clips import Clip
+
+log = logging.getLogger("rlpf.feedback")
+
+DEFAULT_WEIGHTS = {"tracking_success": 10.0, "alignment": 2.0}
+"""The RLPF paper's reward: 10 x tracking success + 2 x alignment."""
+
+
+class FeedbackError(ValueError):
+    """A reward configuration that cannot work (unknown term or tracker) - raised before any training."""
+
+
+OBJECT_TERMS = ("object_unexplained_mps", "object_divergence_m")
+"""Terms about movable objects: computed only in worlds that have objects."""
+
+
+def logged_terms(weights: dict[str, float], world: str) -> list[str]:
+    """Every term computed and logged: the weighted ones, then tracking, alignment and the physics
+    terms that apply to ``world``."""
+    from rlpf.envs.worlds import compile_world
+    from rlpf.rewards.registry import physics_terms
+
+    has_objects = len(compile_world(world).object_bodies) > 0
+    names = list(weights)
+    for extra in ("tracking_success", "tracking_error_m", "alignment", *physics_terms(), "object_divergence_m"):
+        if extra not in names and (has_objects or extra not in OBJECT_TERMS):
+            names.append(extra)
+    return names
+
+
+class PhysicalFeedback:
+    """Scores clips (or completions of a ``WorldModel``) on every term, in ``workers`` processes.
+
+    ``weights``: term -> weight (registered name, ``pkg.mod:obj`` path or entry point). ``tracker``:
+    the tracker whose success is rewarded (``pd``, ``learned`` or a run directory). ``workers`` 0
+    scores in this process. Use as a context manager (or call ``close``) to stop the workers.
+    """
+
+    def __init__(self, world: str, weights: dict[str, float] | None = None, tracker: str = "pd",
+                 workers: int = 2, chunk: int = 8):
+        from rlpf.rewards.registry import RewardError, get_reward
+        from rlpf.tracking import TrackerError, check_tracker_spec
+
+        self.world, self.tracker, self.workers, self.chunk = world, tracker, int(workers), max(1, int(chunk))
+        self.weights = {k: float(v) for k, v in (DEFAULT_WEIGHTS if weights is None else weights).items()}
+        for name, w in self.weights.items():
+            if not math.isfinite(w):
+                raise FeedbackError(f"reward weight for {name!r} is {w}: weights must be finite numbers")
+        self.terms = logged_terms(self.weights, world)
+        for name in self.terms:
+            try:
+                get_reward(name)
+            except RewardError as e:
+                raise FeedbackError(f"reward term {name!r}: {e}") from None
+        try:
+            check_tracker_spec(tracker)
+        except TrackerError as e:
+            raise FeedbackError(str(e)) from None
+        self._pool = None
+        self._cache_key = None
+        self._cache: dict | None = None
+        self.excluded_total = 0
+        self.last_seconds = 0.0
+
+    # ---- scoring ---------------------------------------------------------------------------------
+    def score(self, clips: Sequence[Clip]) -> dict:
+        """``{"terms": {name: [float | nan]}, "errors": {i: message}}`` for the clips, in order."""
+        t0 = time.perf_counter()
+        jobs = [(self.world, self.tracker, self.terms, [(c.qpos, c.fps, c.prompt, c.source) for c in clips[i:i + self.chunk]])
+                for i in range(0, len(clips), self.chunk)]
+        if self.workers > 0 and len(jobs) > 1:
+            parts = self._get_pool().map(_score_chunk, jobs)
+        else:
+            parts = [_score_chunk(j) for j in jobs]
+        terms = {name: [] for name in self.terms}
+        errors: dict[int, str] = {}
+        offset = 0
+        for part in parts:
+            for name in self.terms:
+                terms[name].extend(part["terms"][name])
+            errors.update({offset + i: e for i, e in part["errors"].items()})
+            offset += part["n"]
+        self.last_seconds = time.perf_counter() - t0
+        return {"terms": terms, "errors": errors}
+
+    def score_completions(self, wm, prompts: Sequence[str], completion_ids: Sequence[Sequence[int]]) -> dict:
+        """Decode completions of ``wm`` for the given prompt texts and score them (cached per batch).
+
+        A completion that is not exactly ``wm.n_tokens`` motion codes cannot be a clip: every term is
+        NaN for it and it is counted as excluded.
+        """
+        key = (tuple(prompts), tuple(tuple(int(t) for t in c) for c in completion_ids))
+        if key == self._cache_key:
+            return self._cache
+        n = len(completion_ids)
+        codes, ok, errors = np.zeros((n, wm.n_tokens), dtype=np.int64), np.zeros(n, bool), {}
+        for i, ids in enumerate(completion_ids):
+            try:
+                c = wm.codes_from_ids(ids)
+                if len(c) != wm.n_tokens:
+                    raise ValueError(f"{len(c)} motion codes, expected {wm.n_tokens}")
+                codes[i], ok[i] = c, True
+            except ValueError as e:
+                errors[i] = f"completion is not a clip: {e}"
+        clips, index = [], []
+        if ok.any():
+            qpos = wm.motion_tokenizer.decode_codes(codes[ok], wm.fps)
+            for j, i in enumerate(np.flatnonzero(ok)):
+                clips.append(Clip(qpos=qpos[j], fps=wm.fps, world=wm.world, prompt=command_of(prompts[i]),
+                                  source=f"completion:{i}"))
+                index.append(i)
+        scored = self.score(clips)
+        terms = {name: [math.nan] * n for name in self.terms}
+        for j, i in enumerate(index):
+            if j in scored["errors"]:
+                errors[i] = scored["errors"][j]
+                continue
+            for name in self.terms:
+                terms[name][i] = scored["terms"][name][j]
+        for i in errors:  # excluded: a partial reward must not look like a whole one
+            for name in self.terms:
+                terms[name][i] = math.nan
+        if errors:
+            self.excluded_total += len(errors)
+            first = next(iter(errors.items()))
+            log.warning("%d of %d samples excluded from this step's rewards (first: sample %d: %s)",
+                        len(errors), n, first[0], first[1])
+        self._cache_key, self._cache = key, {"terms": terms, "errors": errors, "clips": clips, "index": index}
+        return self._cache
+
+    # ---- TRL -------------------------------------------------------------------------------------
+    def reward_functions(self, wm, log_metric=None) -> tuple[list, list[float]]:
+        """One TRL reward function per term (its ``__name__`` is the term) and their weights.
+
+        Unweighted terms get weight 0: logged by TRL as ``rewards/<term>/mean``, not optimized.
+        """
+        funcs = []
+        for name in self.terms:
+            def fn(prompts, completions, completion_ids, _name=name, **kwargs):
+                result = self.score_completions(wm, prompts, completion_ids)
+                if _name == self.terms[0] and "log_metric" in kwargs:
+                    kwargs["log_metric"]("rewards/excluded_samples", float(len(result["errors"])))
+                return [None if math.isnan(v) else v for v in result["terms"][_name]]
+            fn.__name__ = name.replace(":", ".")
+            funcs.append(fn)
+        return funcs, [self.weights.get(name, 0.0) for name in self.terms]
+
+    # ---- workers ---------------------------------------------------------------------------------
+    def _get_pool(self):
+        if self._pool is None:
+            # forkserver: a forked child inherits the parent's busy torch thread pool and can hang
+            ctx = multiprocessing.get_context("spawn" if os.name == "nt" else "forkserver")
+            self._pool = ctx.Pool(self.workers, initializer=_init_worker)
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+def command_of(prompt_text: str) -> str:
+    """The command in a prompt text as the LM sees it (``walk forward <motion>`` -> ``walk forward``)."""
+    from rlpf.world_model import SEPARATOR
+
+    return prompt_text.replace(SEPARATOR, " ").replace("<bos>", " ").strip()
+
+
+_TRACKERS: dict = {}
+
+
+def _init_worker() -> None:
+    if "torch" in sys.modules:  # processes are the parallelism; threads inside them only contend
+        sys.modules["torch"].set_num_threads(1)
+
+
+def _score_chunk(job) -> dict:
+    """Score one chunk of clips in this process: every term, plugin failures isolated per clip."""
+    from rlpf.envs.worlds import compile_world
+    from rlpf.rewards.registry import evaluate_rewards
+    from rlpf.tracking import load_tracker
+
+    world, tracker_spec, terms, items = job
+    cw = compile_world(world)
+    if (world, tracker_spec) not in _TRACKERS:
+        _TRACKERS[(world, tracker_spec)] = load_tracker(tracker_spec, world)
+    clips = [Clip(qpos=q, fps=f, world=world, prompt=p, source=s) for q, f, p, s in items]
+    n = len(clips)
+    out_terms = {name: [math.nan] * n for name in terms}
+    errors: dict[int, str] = {}
+    try:
+        table = evaluate_rewards(clips, {name: 0.0 for name in terms}, world=cw,
+                                 prompts=[c.prompt for c in clips], tracker=_TRACKERS[(world, tracker_spec)],
+                                 tracker_workers=1)
+    except Exception as e:  # noqa: BLE001 - one bad chunk must not stop training
+        return {"n": n, "terms": out_terms, "errors": {i: f"{type(e).__name__}: {e}" for i in range(n)}}
+    for name in terms:
+        out_terms[name] = [math.nan if v is None else float(v) for v in table.terms[name]]
+    errors.update(table.errors)
+    return {"n": n, "terms": out_terms, "errors": errors}

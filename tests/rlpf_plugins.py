@@ -1,0 +1,26 @@
+"""Reward plugins for the RLPF tests, loaded by 'rlpf_plugins:name' paths (also in worker processes)."""
+import math
+import os
+import signal
+
+
+def flaky(clips, **_):
+    """Raises on clips whose first root x is above the median-ish 0, NaN on others: a broken plugin."""
+    out = []
+    for c in clips:
+        if c.source.endswith(("0", "5")):
+            raise RuntimeError("flaky plugin failed on purpose")
+        out.append(math.nan if c.source.endswith(("1", "6")) else 0.0)
+    return out
+
+
+_calls = {"n": 0}
+
+
+def kill_switch(clips, **_):
+    """SIGKILLs its own process on call number $RLPF_TEST_KILL_AT (unset: harmless, returns 0)."""
+    _calls["n"] += 1
+    at = os.environ.get("RLPF_TEST_KILL_AT")
+    if at and _calls["n"] >= int(at):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return [0.0] * len(clips)

@@ -1,0 +1,179 @@
+"""rlpf train end to end on a tiny base model: TRL GRPO updates, rewards logged, resume, faults."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from rlpf.cli import main
+from rlpf.config import ConfigError, load_config
+from rlpf.experiment import RLPFConfig, train_rlpf
+from rlpf.physical_feedback import FeedbackError, PhysicalFeedback
+from rlpf.pretrain import PretrainConfig, pretrain
+
+from test_pretrain import TINY
+
+HERE = os.path.dirname(__file__)
+GRPO_TINY = ["grpo.steps=4", "grpo.prompts_per_step=3", "grpo.num_generations=2", "grpo.steps_per_generation=1",
+             "grpo.save_steps=2", "grpo.learning_rate=0.001", "grpo.warmup_steps=0", "eval_per_prompt=2",
+             "eval_trackers=[pd]", "videos=1",
+             # a continuous term: a tiny model's groups often tie on the binary ones, leaving no advantage
+             "weights={tracking_success: 10, alignment: 2, tracking_error_m: -10}"]
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """A tiny pretrained ant world model and its pretraining config file."""
+    root = tmp_path_factory.mktemp("rlpf")
+    overrides = TINY + [f"data={root / 'data'}"]
+    pcfg = load_config(PretrainConfig, None, overrides)
+    pretrain(pcfg, str(root / "base"), progress=False)
+    cfg_path = root / "pretrain.yaml"
+    cfg_path.write_text(yaml.safe_dump({o.split("=", 1)[0]: yaml.safe_load(o.split("=", 1)[1]) for o in overrides}))
+    return root
+
+
+def rlpf_overrides(base, extra=()):
+    return [f"base_run={base / 'base'}", f"pretrain_config={base / 'pretrain.yaml'}", *GRPO_TINY, *extra]
+
+
+def lm_state(path):
+    from rlpf.world_model import WorldModel
+
+    return {k: v.clone() for k, v in WorldModel.from_pretrained(path).lm.state_dict().items()}
+
+
+def tb_scalars(logdir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(logdir)
+    acc.Reload()
+    return {tag: [e.value for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+@pytest.fixture(scope="module")
+def run(base):
+    cfg = load_config(RLPFConfig, None, rlpf_overrides(base))
+    out = base / "rlpf"
+    report = train_rlpf(cfg, str(out), progress=False)
+    return out, report
+
+
+def test_rlpf_updates_the_model_and_reports_before_after(base, run):
+    out, report = run
+    before, after = lm_state(base / "base"), lm_state(out / "model")
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert len(changed) > len(before) // 2, "GRPO left most parameters untouched"
+    for side in ("before", "after"):
+        m = report[side]
+        for key in ("tracking_success", "tracking_success_pd", "plausible_rate", "command_accuracy", "fid", "diversity"):
+            assert m[key] is not None and np.isfinite(m[key]), (side, key)
+        assert {"skate_mps", "float_m", "root_residual_bw"} <= set(m["physics"])
+    on_disk = json.loads((out / "report.json").read_text())
+    assert set(on_disk["before"]) >= {"tracking_success", "physics"} and on_disk["method"] == "rlpf"
+    assert "| tracking_success |" in (out / "report.md").read_text()
+    for name in ("base", "rlpf"):
+        assert (out / "samples" / f"{name}.npz").exists()
+    assert len(report["videos"]) == 2 and all((out / v).stat().st_size > 1000 for v in report["videos"])
+    assert yaml.safe_load((out / "config.yaml").read_text())["method"] == "rlpf"
+
+
+def test_every_reward_term_is_its_own_series_and_the_total_is_their_weighted_sum(run):
+    out, report = run
+    scalars = tb_scalars(str(out / "tb" / "rlpf"))
+    for term in ("tracking_success", "alignment", "tracking_error_m", "skate_mps"):
+        assert f"train/rewards/{term}/mean" in scalars, sorted(scalars)
+    for part in ("generation_s", "scoring_s", "update_s"):
+        assert f"train/time/{part}" in scalars
+    # TRL optimizes sum(weight * term): the logged reward is 10 x tracking + 2 x alignment - 10 x error
+    total = np.array(scalars["train/reward"])
+    expected = (10 * np.array(scalars["train/rewards/tracking_success/mean"])
+                + 2 * np.array(scalars["train/rewards/alignment/mean"])
+                - 10 * np.array(scalars["train/rewards/tracking_error_m/mean"]))
+    np.testing.assert_allclose(total, expected, atol=1e-4)
+    assert report["training"]["steps"] == 4 and 0 <= report["training"]["scoring_fraction"] <= 1
+
+
+def test_rerun_of_a_finished_run_is_cached_and_another_config_is_refused(base, run):
+    out, report = run
+    cfg = load_config(RLPFConfig, None, rlpf_overrides(base))
+    again = train_rlpf(cfg, str(out), progress=False)
+    assert again["after"]["tracking_success"] == report["after"]["tracking_success"]
+    with pytest.raises(ConfigError, match="different config"):
+        train_rlpf(load_config(RLPFConfig, None, rlpf_overrides(base, ["grpo.beta=0.5"])), str(out), progress=False)
+
+
+def test_a_failing_plugin_excludes_samples_and_training_goes_on(base, tmp_path, caplog):
+    sys.path.insert(0, HERE)
+    weights = "weights={tracking_success: 10, tracking_error_m: -10, 'rlpf_plugins:flaky': 1}"
+    cfg = load_config(RLPFConfig, None, rlpf_overrides(base, [weights, "grpo.steps=2", "videos=0"]))
+    with caplog.at_level("WARNING", logger="rlpf.feedback"):
+        report = train_rlpf(cfg, str(tmp_path / "run"), progress=False)
+    assert report["training"]["excluded_samples"] > 0
+    assert "excluded" in caplog.text
+    assert report["training"]["steps"] == 2
+    scalars = tb_scalars(str(tmp_path / "run" / "tb" / "rlpf"))
+    assert max(scalars["train/rewards/excluded_samples"]) > 0
+
+
+def test_completions_that_are_not_clips_are_excluded(base):
+    from rlpf.world_model import WorldModel
+
+    wm = WorldModel.from_pretrained(str(base / "base"))
+    good = list(range(wm.code_offset, wm.code_offset + wm.n_tokens))
+    with PhysicalFeedback("ant", workers=0) as fb:
+        out = fb.score_completions(wm, ["walk forward <motion>"] * 3, [good, good[:-1], [0] * wm.n_tokens])
+    assert set(out["errors"]) == {1, 2}
+    assert np.isfinite(out["terms"]["tracking_success"][0])
+    assert all(np.isnan(out["terms"][t][i]) for t in out["terms"] for i in (1, 2))
+    assert fb.excluded_total == 2
+
+
+def test_bad_reward_configs_fail_before_training():
+    with pytest.raises(FeedbackError, match="no_such_term"):
+        PhysicalFeedback("ant", {"no_such_term": 1.0}, workers=0)
+    with pytest.raises(FeedbackError, match="finite"):
+        PhysicalFeedback("ant", {"tracking_success": float("nan")}, workers=0)
+    with pytest.raises(FeedbackError, match="unknown tracker"):
+        PhysicalFeedback("ant", tracker="nope", workers=0)
+    with pytest.raises(ValueError, match="method"):
+        RLPFConfig(method="dpo")
+    with pytest.raises(ValueError, match="num_generations"):
+        load_config(RLPFConfig, None, ["grpo.num_generations=1"])
+
+
+def test_cli_train_reports_errors_with_exit_code_2(base, tmp_path, capsys):
+    code = main(["train", "--out", str(tmp_path / "r"), "--quiet", *rlpf_overrides(base, ["weights={nope: 1}"])])
+    assert code == 2 and "nope" in capsys.readouterr().err
+    code = main(["train", "--out", str(tmp_path / "r2"), "--quiet", "method=magic"])
+    assert code == 2 and "method" in capsys.readouterr().err
+
+
+def test_killed_run_resumes_from_its_last_checkpoint_exactly(base, tmp_path):
+    """SIGKILL mid-run, then the same command: it continues from the last checkpoint and ends where an
+    uninterrupted run ends (same parameters)."""
+    args = rlpf_overrides(base, ["weights={tracking_success: 10, tracking_error_m: -10, 'rlpf_plugins:kill_switch': 0}",
+                                 "workers=0", "videos=0", "eval_per_prompt=1"])
+    env = {**os.environ, "PYTHONPATH": HERE + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+    def rlpf_train(out, kill_at=None):
+        e = dict(env)
+        if kill_at:
+            e["RLPF_TEST_KILL_AT"] = str(kill_at)
+        return subprocess.run([sys.executable, "-m", "rlpf.cli", "train", "--quiet", "--out", str(out), *args],
+                              env=e, capture_output=True, text=True, timeout=600)
+
+    straight = rlpf_train(tmp_path / "straight")
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    killed = rlpf_train(tmp_path / "killed", kill_at=3)  # the 3rd reward batch: after the step-2 checkpoint
+    assert killed.returncode == -9
+    assert (tmp_path / "killed" / "grpo" / "checkpoint-2").is_dir() and not (tmp_path / "killed" / "model").exists()
+    resumed = rlpf_train(tmp_path / "killed")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = lm_state(tmp_path / "straight" / "model"), lm_state(tmp_path / "killed" / "model")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], msg=f"parameter {k} differs after resume")
