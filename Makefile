@@ -3,10 +3,17 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install bench experiments clean
 
+# the main job: data -> pretraining -> trackers -> RLPF -> before/after report, in runs/quickstart
 demo: install
-	$(VENV)/bin/rlpf score --examples --out runs/demo/report.json
+	$(VENV)/bin/rlpf train --config experiments/configs/rlpf_ant.yaml --out runs/quickstart
+
+# the baselines and ablations of the README's table (each reuses the cached base model and trackers)
+experiments: install
+	for c in base_ant sft_filter_ant rlpf_ant rlpf_ant_no_alignment rlpf_ant_no_kl rlpf_ant_learned_reward; do \
+	  $(VENV)/bin/rlpf train --config experiments/configs/$$c.yaml --quiet --out runs/$$(echo $$c | tr _ -) || exit 1; done
+	$(PY) experiments/rlpf_table.py
 
 test: install
 	$(PY) -m pytest -q tests

@@ -20,6 +20,8 @@ from rlpf.grpo import GRPOSettings
 from rlpf.sft_filter import SFTFilterSettings
 
 METHODS = ("rlpf", "sft_filter", "base")
+EVALUATION_FIELDS = ("eval_trackers", "eval_per_prompt", "eval_seed", "videos", "workers")
+"""Fields that only change the evaluation: a finished run given new values is re-evaluated, not retrained."""
 
 
 @dataclass
@@ -141,7 +143,7 @@ def train_rlpf(cfg: RLPFConfig, run_dir: str, progress: bool = True) -> dict:
 
     torch.set_num_threads(max(1, cfg.threads))
     os.makedirs(run_dir, exist_ok=True)
-    claim_run_dir(cfg, run_dir)
+    claim_run_dir(cfg, run_dir, may_change=EVALUATION_FIELDS)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     base_run = ensure_base(cfg, progress)

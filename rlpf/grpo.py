@@ -16,14 +16,12 @@ import signal
 import time
 from dataclasses import dataclass
 
-import torch
-
 
 @dataclass
 class GRPOSettings:
     """The group-relative PPO update (TRL GRPOConfig fields, named as there where they map one to one)."""
 
-    steps: int = 200
+    steps: int = 400
     """Optimizer steps (TRL max_steps)."""
     prompts_per_step: int = 9
     """Distinct prompts per step; each is sampled num_generations times."""
@@ -32,13 +30,13 @@ class GRPOSettings:
     steps_per_generation: int = 2
     """Optimizer steps per generated batch: after the first, the policy is off its samples and PPO's
     clip (epsilon) bounds the update."""
-    num_iterations: int = 1
+    num_iterations: int = 2
     """Passes over each generated batch (TRL num_iterations, GRPO's mu): more updates per simulated sample."""
-    learning_rate: float = 5e-5
+    learning_rate: float = 1e-4
     """AdamW learning rate (constant after warmup)."""
     warmup_steps: int = 5
     """Linear warmup steps."""
-    beta: float = 0.02
+    beta: float = 0.05
     """KL coefficient to the frozen reference model (0: no KL, no reference model)."""
     epsilon: float = 0.2
     """PPO clip range of the importance ratio."""
@@ -111,6 +109,7 @@ def _ProgressBar():
 
     class ProgressBar(TrainerCallback):
         bar = None
+        post: dict = {}
 
         def on_train_begin(self, args, state, control, **kw):
             self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="rlpf", unit="step",
@@ -123,9 +122,9 @@ def _ProgressBar():
             logs = logs or {}
             show = {"reward": "reward", "track": "rewards/tracking_success/mean", "align": "rewards/alignment/mean",
                     "kl": "kl"}
-            post = {k: f"{float(logs[v]):.3g}" for k, v in show.items() if v in logs}
-            if post:
-                self.bar.set_postfix(post, refresh=False)
+            self.post.update({k: f"{float(logs[v]):.3g}" for k, v in show.items() if v in logs})
+            if self.post:
+                self.bar.set_postfix(self.post, refresh=False)
 
         def on_train_end(self, args, state, control, **kw):
             self.bar.close()

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-
 from rlpf.clips import Clip, save_clips
 
 HEADLINE = ("tracking_success", "plausible_rate", "command_accuracy", "fid", "diversity", "r_precision_top1")
@@ -138,8 +136,3 @@ def headline_table(reports: dict[str, dict], trackers: list[str]) -> str:
         lines.append(f"| {name} | " + " | ".join(_fmt(m.get(c)) for c in cols) + " |")
     return "\n".join(lines)
 
-
-def per_clip_success(clips: list[Clip], tracker) -> np.ndarray:
-    from rlpf.tracking import track_clips
-
-    return np.array([r.success for r in track_clips(clips, tracker)])

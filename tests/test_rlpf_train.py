@@ -177,3 +177,12 @@ def test_killed_run_resumes_from_its_last_checkpoint_exactly(base, tmp_path):
     a, b = lm_state(tmp_path / "straight" / "model"), lm_state(tmp_path / "killed" / "model")
     for k in a:
         torch.testing.assert_close(a[k], b[k], msg=f"parameter {k} differs after resume")
+
+
+@pytest.mark.parametrize("name", ["rlpf_ant", "base_ant", "sft_filter_ant", "rlpf_ant_no_alignment", "rlpf_ant_no_kl",
+                                  "rlpf_ant_learned_reward"])
+def test_experiment_configs_load(name):
+    cfg = load_config(RLPFConfig, os.path.join(HERE, "..", "experiments", "configs", f"{name}.yaml"))
+    assert cfg.world == "ant" and cfg.trackers()[0] == cfg.tracker
+    if name == "rlpf_ant_learned_reward":
+        assert cfg.trackers() == ["learned", "pd"]
