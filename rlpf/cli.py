@@ -28,8 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(
         prog="rlpf",
-        description="Reinforcement Learning from Physical Feedback: score, simulate and (later) align "
-                    "generative world models with a MuJoCo physics simulator.",
+        description="Reinforcement Learning from Physical Feedback: score, simulate, track and align "
+                    "generative world models with a MuJoCo physics simulator (rlpf train runs the whole loop).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"rlpf {__version__}")
@@ -133,6 +133,31 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--quiet", action="store_true", help="no progress bars")
     pre.set_defaults(overrides=[], func=cmd_pretrain)
 
+    rt = sub.add_parser(
+        "train", help="RLPF: fine-tune a world model on physical feedback (TRL GRPO) and report before/after",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Reinforcement Learning from Physical Feedback, end to end, every step cached:\n"
+                    "  data -> pretraining of the base model (base_run) -> trackers (the learned one trained\n"
+                    "  in tracker_run) -> fine-tuning by `method` -> evaluation of base and fine-tuned.\n\n"
+                    "method rlpf: TRL's GRPOTrainer samples a group of clips per prompt, a tracker replays each\n"
+                    "in MuJoCo, reward plugins score them (default 10 x tracking_success + 2 x alignment), and\n"
+                    "group-relative PPO-clip with KL to the frozen base model updates the generator. Every term\n"
+                    "is logged to TensorBoard (RUN/tb/rlpf). method sft_filter: fine-tune on the base model's own\n"
+                    "samples that track. method base: only the base model's report.\n\n"
+                    "Leaves in RUN: report.md, report.json ({before, after, change, training}), samples/*.npz,\n"
+                    "videos/*.mp4 (generated | tracked), model/ (the fine-tuned world model), tb/, config.yaml.\n"
+                    "Running the same command again resumes from the last checkpoint; Ctrl-C saves one first.",
+    )
+    _lazy_epilog(rt, lambda: "config fields (YAML via --config, or key=value; nested as grpo.beta=0.05):\n"
+                 + describe(_rlpf_config())
+                 + "\n\nexamples:\n  rlpf train --config experiments/configs/rlpf_ant.yaml --out runs/rlpf-ant\n"
+                   "  rlpf train --config experiments/configs/rlpf_ant.yaml grpo.steps=50 --out runs/rlpf-short\n"
+                   "  rlpf train --config experiments/configs/sft_filter_ant.yaml --out runs/sft-ant")
+    rt.add_argument("--config", help="YAML file with RLPFConfig fields (default: the built-in defaults)")
+    rt.add_argument("--out", required=True, help="run directory (created; an existing one is resumed)")
+    rt.add_argument("--quiet", action="store_true", help="no progress bars")
+    rt.set_defaults(overrides=[], func=cmd_train)
+
     gen = sub.add_parser(
         "generate", help="sample clips from a pretrained world model (clip format, ready for `rlpf score`)",
         description="Generate clips for a prompt; --first-frames continues a given clip's start "
@@ -195,7 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "rlpf.policies.learned_tracker.LearnedTracker.load(RUN)), TensorBoard logs in RUN/tb,\n"
                     "checkpoints in RUN/checkpoints, and RUN/tracker_summary.json with the held-out evaluation\n"
                     "(success on valid clips and on levitated copies).\n\n"
-                    "Running the same command again resumes from the newest checkpoint (Ctrl-C saves one).",
+                    "Running the same command again resumes from the newest checkpoint (Ctrl-C saves one); on a\n"
+                    "finished run it only prints the stored summary. A larger total_timesteps=N trains a finished\n"
+                    "run further from its last checkpoint; any other changed field is refused.",
     )
     _lazy_epilog(tt, lambda: "config fields (YAML via --config, or key=value; nested as reward.pose_weight=0.6):\n"
                  + describe(_tracker_config())
@@ -206,6 +233,48 @@ def build_parser() -> argparse.ArgumentParser:
     tt.add_argument("--out", required=True, help="run directory (created; an existing one is resumed)")
     tt.add_argument("--quiet", action="store_true", help="no progress bars")
     tt.set_defaults(overrides=[], func=cmd_train_tracker)
+
+    ec = sub.add_parser(
+        "eval-control", help="evaluate a policy on a gymnasium robot task: success rate, mean return, videos",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run seeded, deterministic episodes of a policy on gymnasium's Pusher-v5 or Reacher-v5 and\n"
+                    "report the success rate (Pusher-v5: the object ends >= 0.10 m closer to the goal; Reacher-v5:\n"
+                    "the fingertip ends within 0.02 m of the target), the mean return and the final distance.\n"
+                    "--policy: `expert` (the scripted expert), a policy directory or policy.pt written by\n"
+                    "`rlpf control` (control head or MLP), or an SB3 model (.zip, or a directory with model.zip).",
+        epilog="examples:\n  rlpf eval-control --env Pusher-v5 --policy expert --episodes 20\n"
+               "  rlpf eval-control --env Pusher-v5 --policy runs/control/policies/head-base/Pusher-v5 "
+               "--episodes 50 --out report.json --video videos/",
+    )
+    ec.add_argument("--env", required=True, help="gymnasium env id: Pusher-v5 or Reacher-v5")
+    ec.add_argument("--policy", required=True, help="expert, a policy directory / policy.pt, or an SB3 .zip")
+    ec.add_argument("--episodes", type=int, default=20, help="episodes (default 20)")
+    ec.add_argument("--seed", type=int, default=1000, help="seed of the first episode (default 1000)")
+    ec.add_argument("--out", help="write the JSON report here")
+    ec.add_argument("--video", metavar="DIR", help="write mp4s of the first --video-episodes episodes here")
+    ec.add_argument("--video-episodes", type=int, default=2, metavar="N", help="episodes to render (default 2)")
+    ec.add_argument("--quiet", action="store_true", help="no progress bar")
+    ec.set_defaults(func=cmd_eval_control)
+
+    ct = sub.add_parser(
+        "control", help="compare controllers on gymnasium tasks: control head on world models vs BC, RL, expert",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train and evaluate, per task: the scripted expert, an MLP behaviour-cloned on raw state, SB3\n"
+                    "RL from scratch at a stated env-step budget, and the control head (action query tokens on\n"
+                    "a world model's hidden states) on every backbone in `backbones` (a missing base backbone\n"
+                    "is pretrained; one without a trainer is skipped with the reason). Writes RUN/report.json\n"
+                    "with a `table` of {method, env, success_rate, return_mean, env_steps}, videos in\n"
+                    "RUN/videos, TensorBoard logs under RUN/policies. Running it again reuses finished parts.",
+    )
+    _lazy_epilog(ct, lambda: "config fields (YAML via --config, or key=value; nested as head.head=flow):\n"
+                 + describe(_control_config())
+                 + "\n\nexamples:\n  rlpf control --config experiments/configs/control_pusher.yaml --out runs/control\n"
+                   "  rlpf control --config experiments/configs/control_pusher.yaml envs=[Reacher-v5] "
+                   "eval_episodes=10 --out runs/control-quick")
+    ct.add_argument("--config", help="YAML file with ControlConfig fields (default: the built-in defaults)")
+    ct.add_argument("--out", required=True, help="run directory (created; an existing one is resumed)")
+    ct.add_argument("--quiet", action="store_true", help="no progress bars")
+    ct.set_defaults(overrides=[], func=cmd_control)
 
     w = sub.add_parser("worlds", help="list built-in worlds and reward terms")
     w.set_defaults(func=cmd_worlds)
@@ -228,6 +297,34 @@ def _pretrain_config():
     from rlpf.pretrain import PretrainConfig
 
     return PretrainConfig
+
+
+def _rlpf_config():
+    from rlpf.experiment import RLPFConfig
+
+    return RLPFConfig
+
+
+def cmd_train(args) -> int:
+    from rlpf.config import ConfigError, load_config
+    from rlpf.experiment import RLPFConfig, train_rlpf
+    from rlpf.motion_tokenizer import CheckpointError
+    from rlpf.physical_feedback import FeedbackError
+    from rlpf.tracking import TrackerError
+
+    try:
+        cfg = load_config(RLPFConfig, args.config, args.overrides)
+        report = train_rlpf(cfg, args.out, progress=not args.quiet)
+    except (ConfigError, CheckpointError, FeedbackError, TrackerError, FileNotFoundError, ValueError) as e:
+        print(f"rlpf train: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:
+        print(f"rlpf train: {e or 'interrupted'}", file=sys.stderr)
+        return 130
+    with open(os.path.join(args.out, "report.md")) as f:
+        print(f.read())
+    print(f"report: {os.path.join(args.out, 'report.md')} (and report.json); TensorBoard: tensorboard --logdir {args.out}/tb")
+    return 0
 
 
 def cmd_score(args) -> int:
@@ -533,6 +630,51 @@ def cmd_train_tracker(args) -> int:
         print(f"  held-out {kind:8s} (n={e['n']}): success {e['success_rate']:.2f}, mean body error "
               f"{e['mean_body_error_m']:.3f} m, fell {e['fell']}, diverged {e['diverged']}")
     print(f"tensorboard --logdir {os.path.join(args.out, 'tb')}")
+    return 0
+
+
+def _control_config():
+    from rlpf.control import ControlConfig
+
+    return ControlConfig
+
+
+def cmd_eval_control(args) -> int:
+    from rlpf.control_eval import PolicyLoadError, PolicyMismatchError, UnknownEnvError, evaluate, load_policy
+    from rlpf.run_dir import write_json
+
+    try:
+        policy = load_policy(args.policy, args.env)
+        report = evaluate(policy, args.env, args.episodes, args.seed, args.video, args.video_episodes,
+                          label=os.path.basename(os.path.normpath(args.policy)), progress=not args.quiet)
+    except (UnknownEnvError, PolicyLoadError, PolicyMismatchError, ValueError) as e:
+        print(f"rlpf eval-control: {e}", file=sys.stderr)
+        return 2
+    if args.out:
+        write_json(args.out, report)
+    print(f"{args.env} {args.policy}: success {report['success_rate']:.2f} ({report['success_rule']}), "
+          f"return {report['return_mean']:.2f} +- {report['return_std']:.2f}, final distance "
+          f"{report['final_distance_mean']:.3f} m over {report['episodes']} episodes (seeds {args.seed}..)")
+    for v in report["videos"]:
+        print(f"  video {v}")
+    return 0
+
+
+def cmd_control(args) -> int:
+    from rlpf.config import ConfigError, load_config
+    from rlpf.control import ControlConfig, format_table, run_control
+    from rlpf.control_eval import PolicyLoadError, PolicyMismatchError, UnknownEnvError
+
+    try:
+        cfg = load_config(ControlConfig, args.config, args.overrides)
+        report = run_control(cfg, args.out, progress=not args.quiet)
+    except (ConfigError, UnknownEnvError, PolicyLoadError, PolicyMismatchError, FileNotFoundError, ValueError) as e:
+        print(f"rlpf control: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    print(format_table(report))
+    print(f"report: {os.path.join(args.out, 'report.json')}  ({report['timings']['total_s']:.0f} s)")
     return 0
 
 
