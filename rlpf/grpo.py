@@ -48,8 +48,9 @@ class GRPOSettings:
     """Advantage scaling: group (divide by the group's std, GRPO), batch or none (Dr. GRPO)."""
     max_grad_norm: float = 1.0
     """Gradient clipping."""
-    save_steps: int = 25
-    """Steps between checkpoints (a killed run resumes from the last one)."""
+    save_steps: int = 20
+    """Steps between checkpoints (a killed run resumes from the last one); rounded up to a multiple of
+    steps_per_generation x num_iterations, so a checkpoint never splits a generated batch's updates."""
     logging_steps: int = 1
     """Steps between log lines and TensorBoard points."""
 
@@ -63,6 +64,12 @@ class GRPOSettings:
             raise ValueError(f"grpo.beta must be >= 0, got {self.beta}")
         if self.learning_rate <= 0:
             raise ValueError(f"grpo.learning_rate must be > 0, got {self.learning_rate}")
+
+
+    @property
+    def cycle(self) -> int:
+        """Optimizer steps that share one generated batch."""
+        return int(self.steps_per_generation) * int(self.num_iterations)
 
 
 def _trainer_class():
@@ -144,8 +151,8 @@ class _StopOnSignal:
             if self.requested:  # a second Ctrl-C: stop now
                 raise KeyboardInterrupt
             self.requested = True
-            print("\nstopping: saving a checkpoint after this step (Ctrl-C again to abort without saving)",
-                  flush=True)
+            print("\nstopping: a checkpoint is saved once this generated batch is used up "
+                  "(Ctrl-C again to abort without saving)", flush=True)
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 self._old[sig] = signal.signal(sig, handler)
@@ -203,7 +210,8 @@ def finetune(model_dir: str, feedback, settings: GRPOSettings, run_dir: str, see
         learning_rate=settings.learning_rate, lr_scheduler_type="constant_with_warmup",
         warmup_steps=settings.warmup_steps, beta=settings.beta, epsilon=settings.epsilon,
         loss_type=settings.loss_type, scale_rewards=settings.scale_rewards, max_grad_norm=settings.max_grad_norm,
-        logging_steps=settings.logging_steps, save_steps=settings.save_steps, save_total_limit=2,
+        logging_steps=settings.logging_steps, save_steps=-(-settings.save_steps // settings.cycle) * settings.cycle,
+        save_total_limit=2,
         save_only_model=False, report_to="none", seed=seed, data_seed=seed, use_cpu=True, bf16=False, fp16=False,
         disable_tqdm=True, dataloader_num_workers=0,
         log_completions=False, shuffle_dataset=True,
@@ -216,7 +224,8 @@ def finetune(model_dir: str, feedback, settings: GRPOSettings, run_dir: str, see
 
     class StopCallback(TrainerCallback):
         def on_step_end(self, a, state, control, **kw):
-            if stop.requested:
+            # only where a generated batch is used up: a resumed run regenerates, it cannot reuse a buffer
+            if stop.requested and state.global_step % settings.cycle == 0:
                 control.should_save = True
                 control.should_training_stop = True
             return control
@@ -237,7 +246,7 @@ def finetune(model_dir: str, feedback, settings: GRPOSettings, run_dir: str, see
         trainer.train(resume_from_checkpoint=last)
     seconds = time.perf_counter() - t0
     writer.close()
-    if stop.requested:
+    if stop.requested and trainer.state.global_step < settings.steps:
         raise KeyboardInterrupt(f"RLPF stopped at step {trainer.state.global_step}; checkpoint in {ckpt_dir}; "
                                 "run the same command again to resume")
     wm.lm = trainer.model

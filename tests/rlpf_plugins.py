@@ -18,9 +18,10 @@ _calls = {"n": 0}
 
 
 def kill_switch(clips, **_):
-    """SIGKILLs its own process on call number $RLPF_TEST_KILL_AT (unset: harmless, returns 0)."""
+    """Sends $RLPF_TEST_SIGNAL (default KILL) to its own process on call number $RLPF_TEST_KILL_AT
+    (unset: harmless, returns 0)."""
     _calls["n"] += 1
     at = os.environ.get("RLPF_TEST_KILL_AT")
-    if at and _calls["n"] >= int(at):
-        os.kill(os.getpid(), signal.SIGKILL)
+    if at and _calls["n"] == int(at):
+        os.kill(os.getpid(), getattr(signal, "SIG" + os.environ.get("RLPF_TEST_SIGNAL", "KILL")))
     return [0.0] * len(clips)

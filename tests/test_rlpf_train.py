@@ -153,23 +153,23 @@ def test_cli_train_reports_errors_with_exit_code_2(base, tmp_path, capsys):
     assert code == 2 and "method" in capsys.readouterr().err
 
 
-def test_killed_run_resumes_from_its_last_checkpoint_exactly(base, tmp_path):
+def test_killed_or_interrupted_run_resumes_to_the_same_parameters(base, tmp_path):
     """SIGKILL mid-run, then the same command: it continues from the last checkpoint and ends where an
-    uninterrupted run ends (same parameters)."""
+    uninterrupted run ends (same parameters). Ctrl-C: a checkpoint first, then the same."""
     args = rlpf_overrides(base, ["weights={tracking_success: 10, tracking_error_m: -10, 'rlpf_plugins:kill_switch': 0}",
                                  "workers=0", "videos=0", "eval_per_prompt=1"])
     env = {**os.environ, "PYTHONPATH": HERE + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
-    def rlpf_train(out, kill_at=None):
+    def rlpf_train(out, kill_at=None, sig="KILL", extra=()):
         e = dict(env)
         if kill_at:
-            e["RLPF_TEST_KILL_AT"] = str(kill_at)
-        return subprocess.run([sys.executable, "-m", "rlpf.cli", "train", "--quiet", "--out", str(out), *args],
+            e["RLPF_TEST_KILL_AT"], e["RLPF_TEST_SIGNAL"] = str(kill_at), sig
+        return subprocess.run([sys.executable, "-m", "rlpf.cli", "train", "--quiet", "--out", str(out), *args, *extra],
                               env=e, capture_output=True, text=True, timeout=600)
 
     straight = rlpf_train(tmp_path / "straight")
     assert straight.returncode == 0, straight.stderr[-2000:]
-    killed = rlpf_train(tmp_path / "killed", kill_at=3)  # the 3rd reward batch: after the step-2 checkpoint
+    killed = rlpf_train(tmp_path / "killed", kill_at=2)  # 2nd batch, generated in step 3 (num_iterations 2)
     assert killed.returncode == -9
     assert (tmp_path / "killed" / "grpo" / "checkpoint-2").is_dir() and not (tmp_path / "killed" / "model").exists()
     resumed = rlpf_train(tmp_path / "killed")
@@ -178,11 +178,10 @@ def test_killed_run_resumes_from_its_last_checkpoint_exactly(base, tmp_path):
     for k in a:
         torch.testing.assert_close(a[k], b[k], msg=f"parameter {k} differs after resume")
 
-
-@pytest.mark.parametrize("name", ["rlpf_ant", "base_ant", "sft_filter_ant", "rlpf_ant_no_alignment", "rlpf_ant_no_kl",
-                                  "rlpf_ant_learned_reward"])
-def test_experiment_configs_load(name):
-    cfg = load_config(RLPFConfig, os.path.join(HERE, "..", "experiments", "configs", f"{name}.yaml"))
-    assert cfg.world == "ant" and cfg.trackers()[0] == cfg.tracker
-    if name == "rlpf_ant_learned_reward":
-        assert cfg.trackers() == ["learned", "pd"]
+    # Ctrl-C during step 3: the checkpoint waits for the end of that generated batch (step 4), exit 130,
+    # and the same command finishes the run
+    stopped = rlpf_train(tmp_path / "ctrl-c", kill_at=2, sig="INT", extra=["grpo.steps=6"])
+    assert stopped.returncode == 130, stopped.stderr[-2000:]
+    assert (tmp_path / "ctrl-c" / "grpo" / "checkpoint-4").is_dir() and not (tmp_path / "ctrl-c" / "model").exists()
+    assert rlpf_train(tmp_path / "ctrl-c", extra=["grpo.steps=6"]).returncode == 0
+    assert json.loads((tmp_path / "ctrl-c" / "report.json").read_text())["training"]["steps"] == 6
