@@ -138,7 +138,7 @@ def train_rlpf(cfg: RLPFConfig, run_dir: str, progress: bool = True) -> dict:
     from rlpf.motion_evaluator import MotionTextEvaluator
     from rlpf.physical_feedback import PhysicalFeedback
     from rlpf.rlpf_report import compare, measure, render_videos, save_samples, write_report
-    from rlpf.run_dir import claim_run_dir, read_json, write_json
+    from rlpf.run_dir import claim_run_dir, read_json
     from rlpf.world_model import WorldModel
 
     torch.set_num_threads(max(1, cfg.threads))
@@ -156,15 +156,12 @@ def train_rlpf(cfg: RLPFConfig, run_dir: str, progress: bool = True) -> dict:
     t0 = time.perf_counter()
     training: dict = {}
     if cfg.method == "rlpf":
-        from rlpf.grpo import finetune
+        from rlpf.grpo import finetune, log_history
 
         _say(f"RLPF: GRPO for {cfg.grpo.steps} steps, reward {cfg.weights} with tracker {cfg.tracker!r}")
         with PhysicalFeedback(cfg.world, cfg.weights, cfg.tracker_spec(cfg.tracker), workers=cfg.workers) as fb:
             tuned, training = finetune(base_model, fb, cfg.grpo, run_dir, seed=cfg.seed, progress=progress)
-        history = training.pop("log_history", None)
-        if history is not None:
-            write_json(os.path.join(run_dir, "grpo_history.json"), {"log_history": history})
-            training.update(step_time_breakdown(history))
+        training.update(step_time_breakdown(log_history(run_dir)))
     elif cfg.method == "sft_filter":
         from rlpf.sft_filter import sft_filter
 
@@ -175,7 +172,7 @@ def train_rlpf(cfg: RLPFConfig, run_dir: str, progress: bool = True) -> dict:
         tuned = WorldModel.from_pretrained(base_model)
     timings["finetune_s"] = time.perf_counter() - t0
     if training.get("resumed") == "finished":
-        training = read_json(os.path.join(run_dir, "report.json")).get("training", {})
+        training = {**read_json(os.path.join(run_dir, "report.json")).get("training", {}), **training}
 
     t0 = time.perf_counter()
     _say(f"evaluating base and {cfg.method} ({cfg.eval_per_prompt} clips per prompt, trackers {cfg.trackers()})")
@@ -204,7 +201,8 @@ def train_rlpf(cfg: RLPFConfig, run_dir: str, progress: bool = True) -> dict:
 
 
 def step_time_breakdown(history: list[dict]) -> dict:
-    """Mean seconds per optimizer step spent generating, scoring (decode + physics + tracking) and updating."""
+    """Mean seconds per optimizer step spent generating, scoring (decode + physics + tracking) and updating
+    (over every logged step: generation and scoring happen once per generated batch, updates every step)."""
     import numpy as np
 
     keys = ("time/step_s", "time/generation_s", "time/scoring_s", "time/update_s")

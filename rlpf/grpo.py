@@ -165,6 +165,21 @@ class _StopOnSignal:
             signal.signal(sig, old)
 
 
+def log_history(run_dir: str) -> list[dict]:
+    """Every logged step of the GRPO run in ``run_dir`` (from its last checkpoint's trainer state)."""
+    import json
+
+    from transformers.trainer_utils import get_last_checkpoint
+
+    ckpt_dir = os.path.join(run_dir, "grpo")
+    last = get_last_checkpoint(ckpt_dir) if os.path.isdir(ckpt_dir) else None
+    try:
+        with open(os.path.join(last, "trainer_state.json")) as f:
+            return json.load(f).get("log_history", [])
+    except (TypeError, OSError, ValueError):
+        return []
+
+
 def finetune(model_dir: str, feedback, settings: GRPOSettings, run_dir: str, seed: int = 0,
              prompts: list[str] | None = None, progress: bool = True):
     """Fine-tune the world model in ``model_dir`` with GRPO on ``feedback``'s rewards; returns the
@@ -184,7 +199,7 @@ def finetune(model_dir: str, feedback, settings: GRPOSettings, run_dir: str, see
 
     out_model = os.path.join(run_dir, "model")
     if os.path.isfile(os.path.join(out_model, "world_model.json")):
-        return WorldModel.from_pretrained(out_model), {"resumed": "finished"}
+        return WorldModel.from_pretrained(out_model), {"resumed": "finished", "steps": settings.steps}
 
     wm = WorldModel.from_pretrained(model_dir)
     prompts = list(prompts or wm.prompts)
@@ -252,7 +267,6 @@ def finetune(model_dir: str, feedback, settings: GRPOSettings, run_dir: str, see
     wm.lm = trainer.model
     wm.lm.eval()
     wm.save_pretrained(out_model)
-    history = [h for h in trainer.state.log_history if "reward" in h]
     summary = {"steps": trainer.state.global_step, "resumed_from_step": resume_step, "seconds": round(seconds, 1),
-               "excluded_samples": feedback.excluded_total, "log_history": history}
+               "excluded_samples": feedback.excluded_total}
     return wm, summary
