@@ -15,8 +15,9 @@ steps per frame, as the matching gymnasium env); clips at another frame rate are
 **Episodes** (reference state initialization + early termination). ``reset`` draws a clip and a
 start frame uniformly (``options={"clip": i, "frame": t}`` picks them) and puts the body in the
 reference state there: qpos of the frame, qvel from central differences of the clip. Each step
-advances one frame. The episode *terminates* when the body falls (``fell``: root below
-``FALL_HEIGHT_M`` or upside down while the reference is not), the simulation diverges, or the mean
+advances one frame. The episode *terminates* when the body falls (``fell``: the trackers' one rule,
+``rlpf.tracking.fell_frames`` - root more than ``rlpf.tracking.fall_drop_m(world)`` below the
+reference's root, or flipped while the reference is upright), the simulation diverges, or the mean
 body-position error exceeds ``termination_distance``; it is *truncated* at the clip's last frame.
 
 **Action**: ``a`` in [-1, 1]^nu, one per actuator, a residual around the reference: the PD target
@@ -71,10 +72,7 @@ from gymnasium import spaces
 
 from rlpf.clips import Clip, ClipError, clip_files, load_clips, quaternion_addresses, validate
 from rlpf.envs.worlds import CompiledWorld, compile_world
-
-FALL_HEIGHT_M = {"ant": 0.2, "humanoid": 1.0}
-"""Root height (m) below which the body has fallen: the lower end of gymnasium's ``healthy_z_range``
-for Ant-v5 and Humanoid-v5. Other worlds: half the reference's lowest root height in the clip."""
+from rlpf.tracking import fall_drop_m, fell_frames
 
 
 @dataclass
@@ -116,7 +114,6 @@ class Reference:
     xpos: np.ndarray       # [T, nbody, 3]
     axes: np.ndarray       # [T, 3, 3] root rotation matrix (columns: body axes in the world)
     ang_vel: np.ndarray    # [T, 3] root angular velocity in the world frame
-    fall_height: float
     source: str
 
     @property
@@ -195,6 +192,7 @@ class MotionTrackingEnv(gym.Env):
             raise ValueError("MotionTrackingEnv: no clips to track")
         self._refs: dict[int, Reference] = {}
 
+        self.fall_drop_m = fall_drop_m(self.world, m)
         self.future_frames = int(future_frames)
         self.termination_distance = float(termination_distance)
         self.action_scale = float(action_scale)
@@ -280,8 +278,7 @@ class MotionTrackingEnv(gym.Env):
             xpos[t] = d.xpos
             axes[t] = d.xmat[self.root].reshape(3, 3)
         ang_vel = np.einsum("tij,tj->ti", axes, qvel[:, 3:6])
-        fall = FALL_HEIGHT_M.get(self.world, 0.5 * float(q[:, 2].min()))
-        return Reference(q, qvel, xpos, axes, ang_vel, fall, clip.source)
+        return Reference(q, qvel, xpos, axes, ang_vel, clip.source)
 
     # ------------------------------------------------------------------------------------------
     # gymnasium API
@@ -368,12 +365,9 @@ class MotionTrackingEnv(gym.Env):
         return float(np.linalg.norm(diff, axis=1).mean())
 
     def fell(self, t: int | None = None) -> bool:
-        """Root below the fall height or upside down, while the reference at frame ``t`` is not."""
+        """Whether the body has fallen against reference frame ``t`` (default: now): ``rlpf.tracking.fell_frames``."""
         t = self.frame if t is None else t
-        ref, d = self._ref, self.data
-        low = d.qpos[2] < ref.fall_height <= ref.qpos[t, 2]
-        flipped = d.xmat[self.root, 8] < 0 <= ref.axes[t, 2, 2]
-        return bool(low or flipped)
+        return bool(fell_frames(self.data.qpos[:7], self._ref.qpos[t, :7], self.fall_drop_m))
 
     def _reward_terms(self, t: int) -> dict[str, float]:
         m, d, ref, w = self.model, self.data, self._ref, self.reward_cfg

@@ -1,14 +1,16 @@
 """Evaluate a trained learned tracker against its own zero-residual PD baseline, and time the env.
 
-    python experiments/tracker_eval.py runs/tracker-ant [--n 100] [--bench]
+    python experiments/tracker_eval.py runs/tracker-ant [--n 200] [--bench]
 
-On the run's held-out clips (valid, never trained on) and on levitated copies of them
-(``rlpf.corrupt.levitate``: +0.5 m from 30 % of the clip on), it reports success (RLPF's rule:
+On the run's held-out clips (valid, never trained on) and on copies corrupted by levitation
+(+0.5 m from 30 % of the clip on), skating (0.6 m/s) and teleporting (0.5 m), ``rlpf.corrupt``'s
+defaults, it reports success (RLPF's rule:
 no fall, no divergence, mean body error <= the world's threshold at every frame) and body errors for
 
-  * the learned tracker (deterministic policy), and
+  * the learned tracker (deterministic policy),
   * the same PD loop with the residual fixed at zero (targets = the next reference frame), which is
-    what the policy starts from: the policy is worth its training only where it beats this.
+    what the policy starts from: the policy is worth its training only where it beats this, and
+  * the PD + inverse-dynamics tracker (``--tracker pd``), the other tracker.
 
 ``--bench`` also times ``env.step`` (single env, random actions) and SB3's vectorized envs.
 """
@@ -69,14 +71,17 @@ def bench(run_dir: str, seconds: float = 10.0) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", help="tracker run directory")
-    p.add_argument("--n", type=int, default=100, help="held-out clips (default 100)")
+    p.add_argument("--n", type=int, default=200, help="held-out clips (default 200)")
     p.add_argument("--bench", action="store_true", help="also time the env and the vectorized envs")
     args = p.parse_args()
     heldout = load_clips(os.path.join(args.run, "heldout.npz"))[:args.n]
     report = {}
-    for tracker in (LearnedTracker.load(args.run), ZeroResidualTracker.load(args.run)):
+    from rlpf.policies.pd_tracker import PDTracker
+
+    learned = LearnedTracker.load(args.run)
+    for tracker in (learned, ZeroResidualTracker.load(args.run), PDTracker(learned.world)):
         t0 = time.perf_counter()
-        report[tracker.name] = evaluate_tracker(tracker, heldout)
+        report[tracker.name] = evaluate_tracker(tracker, heldout, corruptions=("levitate", "skate", "teleport"))
         report[tracker.name]["seconds"] = round(time.perf_counter() - t0, 1)
     if args.bench:
         report["bench"] = bench(args.run)

@@ -32,10 +32,11 @@ Outcomes (``TrackResult``):
 * ``body_error_m[t]``: mean over the robot's bodies (the floating root's subtree; for a fixed-base
   arm the bodies its actuated joints move) of |xpos_sim - xpos_ref| at frame t, reference taken as
   given (unsmoothed);
-* ``fell``: a floating robot's root sank more than ``fall_drop_m`` below the reference's root at
-  some frame (``FALL_DROP_M``: ant 0.2 m, humanoid 0.35 m, about a quarter of the standing root
-  height; fixed-base robots never fall). The reference may fall itself - that is tracked, not a
-  fall; a reference that rises where the body cannot follow (levitation) reads as one;
+* ``fell``: ``rlpf.tracking.fell_frames`` at some frame - the one rule all trackers share: the root
+  sank more than ``fall_drop_m`` below the reference's root (``rlpf.tracking.FALL_DROP_M``: ant
+  0.2 m, humanoid 0.35 m, about a quarter of the standing root height) or flipped over while the
+  reference is upright; fixed-base robots never fall. The reference may fall itself - that is
+  tracked, not a fall; a reference that rises where the body cannot follow (levitation) reads as one;
 * ``diverged``: the simulation blew up (``mjWARN_BADQACC``, non-finite state, a speed above
   ``MAX_SPEED``) or the first frame puts a robot geom more than ``START_PENETRATION_M`` inside the
   floor (MuJoCo would eject it violently). The qpos and errors are NaN from the failing frame on.
@@ -53,7 +54,7 @@ import numpy as np
 from rlpf.clips import Clip
 from rlpf.envs.worlds import CompiledWorld, World, _is_descendant, compile_world
 from rlpf.rewards.analysis import _inverse_model, smoothed_kinematics
-from rlpf.tracking import Tracker, TrackResult, success_threshold
+from rlpf.tracking import Tracker, TrackResult, fall_drop_m as world_fall_drop_m, fell_frames, success_threshold
 
 GAINS: dict[str, dict[str, float]] = {
     # measured with experiments/tracking_separation.py (seeds 300-599; see the README table)
@@ -65,11 +66,6 @@ GAINS: dict[str, dict[str, float]] = {
 DEFAULT_GAINS = {"kp": 900.0, "kd": 60.0}
 """Gains for other worlds (stable for simulator timesteps up to ~0.03 s)."""
 
-FALL_DROP_M: dict[str, float] = {"ant": 0.2, "humanoid": 0.35}
-"""m: a floating robot fell when its root is this much lower than the reference's root at some frame."""
-FALL_DROP_FRACTION = 0.25
-"""Other floating worlds: ``fall_drop_m`` = this fraction of the root's height in the model's qpos0."""
-
 START_PENETRATION_M = 0.05
 """m: a first frame with a robot geom deeper than this in the floor starts inside it (a failed track)."""
 MAX_SPEED = 1e3
@@ -80,7 +76,7 @@ class PDTracker(Tracker):
     """Track clips of one world with PD + inverse-dynamics feedforward (see the module docstring).
 
     ``world``: a built-in name, an MJCF path or a ``World``; ``kp``/``kd`` default to ``GAINS``;
-    ``fall_drop_m`` to ``FALL_DROP_M``; ``threshold_m`` (largest mean body error at any frame) to
+    ``fall_drop_m`` to ``rlpf.tracking.fall_drop_m(world)``; ``threshold_m`` (largest mean body error at any frame) to
     ``rlpf.tracking.SUCCESS_THRESHOLD_M``.
     """
 
@@ -98,11 +94,9 @@ class PDTracker(Tracker):
         if self.kp < 0 or self.kd < 0:
             raise ValueError(f"PDTracker: gains must be non-negative, got kp={self.kp}, kd={self.kd}")
         self.torque_scale = None if torque_scale is None else float(torque_scale)
+        self._root_qadr = int(m.jnt_qposadr[m.body_jntadr[cw.root_body]]) if cw.floating else -1
         if fall_drop_m is None:
-            fall_drop_m = FALL_DROP_M.get(cw.name)
-            if fall_drop_m is None:
-                fall_drop_m = FALL_DROP_FRACTION * float(m.qpos0[m.jnt_qposadr[m.body_jntadr[cw.root_body]] + 2]) \
-                    if cw.floating else 0.0
+            fall_drop_m = world_fall_drop_m(cw.name, m, self._root_qadr) if cw.floating else 0.0
         self.fall_drop_m = float(fall_drop_m)
         self.threshold_m = float(success_threshold(cw.name) if threshold_m is None else threshold_m)
 
@@ -149,16 +143,18 @@ class PDTracker(Tracker):
         body_ref, obj_ref = self._positions(raw)
         body_err = np.linalg.norm(body_sim - body_ref, axis=-1).mean(axis=1)
         obj_err = np.linalg.norm(obj_sim - obj_ref, axis=-1).mean(axis=1) if len(cw.object_bodies) else None
-        drop = 0.0
+        drop, fell = 0.0, False
         if cw.floating:
-            sank = body_ref[:, 0, 2] - body_sim[:, 0, 2]      # robot_bodies puts the root first
+            root = slice(self._root_qadr, self._root_qadr + 7)
+            sank = raw[:, self._root_qadr + 2] - qpos[:, self._root_qadr + 2]
             drop = float(np.nanmax(sank)) if np.isfinite(sank).any() else 0.0
+            fell = bool(fell_frames(qpos[:, root], raw[:, root], self.fall_drop_m).any())
         info = {"tracker": self.name, "kp": self.kp, "kd": self.kd, "root_drop_m": drop, "start_depth_m": depth,
                 "sim_seconds": (T - 1) / clip.fps, "wall_seconds": time.perf_counter() - t0}
         if why:
             info["why"] = why
         return TrackResult(source=clip.source, qpos=qpos, body_error_m=body_err, torques=torques,
-                           fell=bool(cw.floating and drop > self.fall_drop_m), diverged=bool(why),
+                           fell=fell, diverged=bool(why),
                            threshold_m=self.threshold_m, object_error_m=obj_err, info=info)
 
     def _rollout(self, ref: "Reference", fps: float, T: int):

@@ -624,8 +624,12 @@ def cmd_train_tracker(args) -> int:
     except KeyboardInterrupt:
         return 130
     t = summary["timings"]
-    print(f"trained {cfg.world} tracker in {args.out}  ({summary['n_train']} library clips, "
-          f"{t.get('steps', 0):,} steps this run at {t.get('steps_per_s') or 0:.0f} steps/s)")
+    if summary.get("cached"):
+        print(f"{cfg.world} tracker in {args.out} already trained ({summary.get('num_timesteps', t.get('steps', 0)):,} "
+              "steps): nothing to do (a larger total_timesteps=N trains it further)")
+    else:
+        print(f"trained {cfg.world} tracker in {args.out}  ({summary['n_train']} library clips, "
+              f"{t.get('steps', 0):,} steps this run at {t.get('steps_per_s') or 0:.0f} steps/s)")
     for kind, e in summary.get("eval", {}).items():
         print(f"  held-out {kind:8s} (n={e['n']}): success {e['success_rate']:.2f}, mean body error "
               f"{e['mean_body_error_m']:.3f} m, fell {e['fell']}, diverged {e['diverged']}")

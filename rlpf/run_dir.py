@@ -8,20 +8,39 @@ import os
 from rlpf.config import ConfigError, save_config
 
 
-def claim_run_dir(cfg, run_dir: str) -> None:
-    """Write the config into RUN, or check that RUN was started with the same config (resume)."""
+def config_changes(cfg, run_dir: str) -> dict:
+    """``{field: (value in RUN/config.yaml, value in cfg)}`` for every top-level field that differs;
+    {} when RUN has no config yet or the same one."""
     import yaml
 
     path = os.path.join(run_dir, "config.yaml")
-    wanted = dataclasses.asdict(cfg)
-    if os.path.exists(path):
-        with open(path) as f:
-            existing = yaml.safe_load(f) or {}
-        if existing != yaml.safe_load(yaml.safe_dump(wanted, sort_keys=False)):
-            diff = sorted(k for k in set(existing) | set(wanted) if existing.get(k) != wanted.get(k))
-            raise ConfigError(f"{run_dir} holds a run with a different config (fields {diff} differ); "
-                              "resume with the same config or choose a new --out")
-    save_config(cfg, path)
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        existing = yaml.safe_load(f) or {}
+    wanted = yaml.safe_load(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    return {k: (existing.get(k), wanted.get(k)) for k in sorted(set(existing) | set(wanted))
+            if existing.get(k) != wanted.get(k)}
+
+
+def claim_run_dir(cfg, run_dir: str, may_change: tuple = (), check=None) -> dict:
+    """Write the config into RUN, or check that RUN was started with the same config (resume).
+
+    Fields named in ``may_change`` may differ from RUN's config (the tracker's ``total_timesteps``:
+    a finished run trained further); ``check(changes)`` may refuse such a change by raising, before
+    anything is written. Any other difference is refused with ConfigError naming the fields.
+    Returns the allowed changes, ``{field: (old, new)}``; RUN/config.yaml then holds the new config.
+    """
+    changes = config_changes(cfg, run_dir)
+    refused = sorted(k for k in changes if k not in may_change)
+    if refused:
+        allowed = f"; only {', '.join(may_change)} may change (to train further)" if may_change else ""
+        raise ConfigError(f"{run_dir} holds a run with a different config (fields {refused} differ{allowed}); "
+                          "resume with the same config or choose a new --out")
+    if changes and check is not None:
+        check(changes)
+    save_config(cfg, os.path.join(run_dir, "config.yaml"))
+    return changes
 
 
 def read_json(path: str) -> dict:

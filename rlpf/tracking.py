@@ -3,7 +3,9 @@
 A tracker turns reference clips into ``TrackResult``s. Physical feedback, as the RLPF paper defines
 it, is whether a controller in a simulator can perform the motion: a clip fails when the simulated
 body falls or its mean body-position error exceeds the world's threshold at any frame (PHC/UHC rule,
-0.5 m for the humanoid; scaled per world in ``SUCCESS_THRESHOLD_M``).
+0.5 m for the humanoid; scaled per world in ``SUCCESS_THRESHOLD_M``). "Fell" has one definition,
+``fell_frames`` (root sunk ``fall_drop_m`` below the reference's, or flipped while the reference is
+upright), used by every tracker and by the tracking env's early termination.
 
 Concrete trackers implement ``track_one``; ``track`` runs them over clips in parallel worker
 processes (each worker builds its own tracker from ``spec()``), and a failure inside one clip's
@@ -40,6 +42,57 @@ DEFAULT_THRESHOLD_M = 0.5
 
 def success_threshold(world: str) -> float:
     return SUCCESS_THRESHOLD_M.get(world, DEFAULT_THRESHOLD_M)
+
+
+# ----------------------------------------------------------------------------------------------
+# the one "fell" rule, shared by every tracker and by rlpf/MotionTracking-v0's early termination
+
+FALL_DROP_M = {"ant": 0.2, "humanoid": 0.35}
+"""m: how far the root may sink below the reference's root before the body has fallen, per world
+(about a quarter of the standing root height: ant 0.55 m, humanoid 1.3 m)."""
+FALL_DROP_FRACTION = 0.25
+"""Other floating worlds: the drop is this fraction of the root's height in the model's ``qpos0``."""
+UPRIGHT_Z = 0.5
+"""The reference counts as upright while its root's up axis has a world z component above this (60 deg tilt)."""
+
+
+def fall_drop_m(world: str, model=None, root_qadr: int = 0) -> float:
+    """The root drop (m) that means a fall in ``world`` (``FALL_DROP_M``; else ``FALL_DROP_FRACTION`` of
+    the height of the free root at ``qpos[root_qadr:root_qadr + 7]`` in ``model.qpos0``; 0 without a model)."""
+    if world in FALL_DROP_M:
+        return FALL_DROP_M[world]
+    if model is None:
+        return 0.0
+    return FALL_DROP_FRACTION * float(model.qpos0[root_qadr + 2])
+
+
+def fell_frames(sim_qpos: np.ndarray, ref_qpos: np.ndarray, drop_m: float) -> np.ndarray:
+    """Where a floating robot has fallen: the one rule every tracker and the tracking env use.
+
+    ``sim_qpos``, ``ref_qpos``: [..., nq] with the free root joint at ``qpos[0:7]`` (position, then the
+    quaternion w, x, y, z). The body has fallen at a frame when
+
+    * its root is more than ``drop_m`` below the reference's root (the reference may fall or lie down
+      itself: that is tracked, not a fall; a reference that rises where the body cannot follow, as in
+      levitation, reads as one), or
+    * its root's up axis points below the horizontal while the reference's is upright (z component
+      above ``UPRIGHT_Z``): flipped over. A reference that is itself lying or tilted (a humanoid on the
+      floor, whose torso axis is near horizontal) never triggers this half.
+
+    Returns a bool array of the leading shape; frames with NaN (a diverged simulation) are False.
+    """
+    sim, ref = np.asarray(sim_qpos, float), np.asarray(ref_qpos, float)
+    with np.errstate(invalid="ignore"):
+        sank = ref[..., 2] - sim[..., 2] > drop_m
+        flipped = (_up_z(sim) < 0.0) & (_up_z(ref) > UPRIGHT_Z)
+    return sank | flipped
+
+
+def _up_z(qpos: np.ndarray) -> np.ndarray:
+    """World z component of the root's local z axis: 1 - 2 (qx^2 + qy^2) of the (normalised) root quaternion."""
+    q = qpos[..., 3:7]
+    n2 = (q * q).sum(axis=-1)
+    return 1.0 - 2.0 * (q[..., 1] ** 2 + q[..., 2] ** 2) / np.where(n2 > 0, n2, 1.0)
 
 
 @dataclass

@@ -278,3 +278,63 @@ def test_training_repeats_for_a_seed(tiny_run, tmp_path):
     for (wa, ba, _), (wb, bb, _) in zip(a.layers, b.layers):
         np.testing.assert_array_equal(wa, wb)
         np.testing.assert_array_equal(ba, bb)
+
+
+def test_finished_run_is_a_cached_no_op(tiny_run, monkeypatch):
+    import rlpf.policies.learned_tracker as lt
+    from rlpf.run_dir import read_json
+
+    cfg, run, summary = tiny_run
+    before = {n: os.path.getmtime(os.path.join(run, n)) for n in ("tracker.zip", "tracker_summary.json", "config.yaml")}
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a finished run must not load data or train again")
+
+    monkeypatch.setattr(lt, "load_library", fail)
+    monkeypatch.setattr(lt, "make_vec_env", fail)
+    again = lt.train_tracker(cfg, run, progress=False)
+    assert again.pop("cached") is True and "cached" not in summary
+    assert again == read_json(os.path.join(run, "tracker_summary.json")) and again["eval"] == summary["eval"]
+    assert before["tracker.zip"] == os.path.getmtime(os.path.join(run, "tracker.zip"))
+    assert before["tracker_summary.json"] == os.path.getmtime(os.path.join(run, "tracker_summary.json"))
+
+
+def test_more_timesteps_extends_a_finished_run(tiny_run, tmp_path):
+    import dataclasses
+
+    from stable_baselines3 import PPO
+
+    from rlpf.config import ConfigError, load_config
+    from rlpf.policies.learned_tracker import TrackerTrainConfig, latest_checkpoint, train_tracker
+
+    cfg, run, _ = tiny_run
+    longer = tmp_path / "longer"
+    shutil.copytree(run, longer)
+    before = LearnedPolicyWeights(longer)
+    with pytest.raises(ConfigError, match=r"already trained 256 steps.*total_timesteps=128 is fewer"):
+        train_tracker(dataclasses.replace(cfg, total_timesteps=128), str(longer), progress=False)
+    with pytest.raises(ConfigError, match=r"fields \['seed'\] differ; only total_timesteps may change"):
+        train_tracker(dataclasses.replace(cfg, total_timesteps=384, seed=1), str(longer), progress=False)
+    assert load_config(TrackerTrainConfig, str(longer / "config.yaml")).total_timesteps == 256  # refusals write nothing
+
+    summary = train_tracker(dataclasses.replace(cfg, total_timesteps=384), str(longer), progress=False)
+    assert summary["timings"]["steps"] == 128 and summary["num_timesteps"] == 384  # on from step 256, not afresh
+    assert PPO.load(str(longer / "tracker.zip"), device="cpu").num_timesteps == 384
+    assert latest_checkpoint(str(longer))[0].endswith("tracker_384_steps.zip")
+    assert load_config(TrackerTrainConfig, str(longer / "config.yaml")).total_timesteps == 384
+    assert sorted(os.listdir(longer / "tb")) == ["eval", "ppo_1"]
+    assert not before.equal(LearnedPolicyWeights(longer))   # the policy trained on
+    # the extended run is now the finished one for 384 steps: the same call again is a no-op
+    assert train_tracker(dataclasses.replace(cfg, total_timesteps=384), str(longer), progress=False) == {**summary, "cached": True}
+
+
+class LearnedPolicyWeights:
+    """The actor weights of the tracker in a run directory, for comparison."""
+
+    def __init__(self, run):
+        from rlpf.policies.learned_tracker import LearnedTracker
+
+        self.layers = [w.copy() for w, _, _ in LearnedTracker.load(str(run)).policy.layers]
+
+    def equal(self, other) -> bool:
+        return all(np.array_equal(a, b) for a, b in zip(self.layers, other.layers))

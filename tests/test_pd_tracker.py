@@ -68,6 +68,19 @@ def test_skating_ant_fails(ant_clips, trackers):
         assert not r.success and np.nanmax(r.body_error_m) > 1.0
 
 
+def test_skating_humanoid_fails_once_it_is_on_the_floor(trackers):
+    """3 s clips: the humanoid topples within ~1 s, then lies in contact, where no glide is possible.
+    (Over the first 1.5 s a falling body carries the skate's initial sideways momentum part of the way.)"""
+    from rlpf.policies.scripted import SmoothRandom
+    from rlpf.simulate import simulate
+
+    for seed in (5, 6):
+        clip = simulate("humanoid", SmoothRandom(0.5), 200, seed=seed)
+        assert trackers["humanoid"].track_one(clip).success
+        r = trackers["humanoid"].track_one(corrupt.skate(clip))
+        assert not r.success and np.nanmax(r.body_error_m) > 0.6, np.nanmax(r.body_error_m)
+
+
 def test_object_moved_untouched_diverges(valid_clips, trackers):
     clip = valid_clips["pusher"][0]
     ok = trackers["pusher"].track_one(clip)
@@ -171,3 +184,50 @@ def test_track_result_rule():
     assert not r.success
     r.body_error_m[2] = 0.3
     assert r.success
+
+
+def test_one_fell_rule():
+    from rlpf.tracking import FALL_DROP_M, fall_drop_m, fell_frames
+
+    upright = np.r_[0.0, 0.0, 0.55, 1.0, 0.0, 0.0, 0.0, np.zeros(8)]
+    on_back = upright.copy()
+    on_back[3:7] = [0.0, 1.0, 0.0, 0.0]                       # 180 deg about x: up axis points down
+    lying = upright.copy()
+    lying[3:7] = [np.cos(np.pi / 4), np.sin(np.pi / 4), 0, 0]  # 90 deg: up axis horizontal
+    assert fall_drop_m("ant") == FALL_DROP_M["ant"] == 0.2 and fall_drop_m("humanoid") == 0.35
+    low = upright.copy()
+    low[2] -= 0.25
+    sim = np.stack([upright, low, on_back, upright, np.full(15, np.nan)])
+    ref = np.stack([upright, upright, upright, low, upright])
+    # sank 0.25 > 0.2: fell; flipped under an upright reference: fell; the reference lower than the
+    # body (it fell itself, or sank): tracked, not a fall; a diverged (NaN) frame: not a fall
+    np.testing.assert_array_equal(fell_frames(sim, ref, 0.2), [False, True, True, False, False])
+    assert not fell_frames(low, upright, 0.3)
+    # a reference that is itself lying (a humanoid on the floor) never makes a tilt a fall
+    assert not fell_frames(on_back, lying, 0.35) and fell_frames(on_back, upright, 0.35)
+
+
+def test_pd_tracker_and_env_use_the_one_fell_rule(ant_clips, trackers):
+    from rlpf.envs.motion_tracking import MotionTrackingEnv
+    from rlpf.tracking import fell_frames
+
+    tracker = trackers["ant"]
+    for clip in (corrupt.levitate(ant_clips[0]), ant_clips[0]):
+        r = tracker.track_one(clip)
+        assert r.fell == bool(fell_frames(r.qpos, clip.qpos, tracker.fall_drop_m).any())
+        assert r.fell == (clip is not ant_clips[0])
+    env = MotionTrackingEnv("ant", clips=ant_clips[:1])
+    env.reset(options={"clip": 0, "frame": 5})
+    assert env.fall_drop_m == tracker.fall_drop_m and not env.fell()
+    env.data.qpos[2] -= 0.9 * env.fall_drop_m
+    assert not env.fell()
+    env.data.qpos[2] -= 0.2 * env.fall_drop_m   # 1.1 x the drop below the reference root
+    assert env.fell()
+    # an episode on a levitating clip ends as a fall, where the rule says so
+    env = MotionTrackingEnv("ant", clips=[corrupt.levitate(ant_clips[0])], termination_distance=float("inf"))
+    env.reset(options={"clip": 0, "frame": 0})
+    terminated = truncated = False
+    while not (terminated or truncated):
+        _, _, terminated, truncated, info = env.step(np.zeros(env.action_space.shape))
+    assert terminated and info["fell"] and not info["diverged"]
+    assert fell_frames(env.data.qpos, env.reference(0).qpos[info["frame"]], env.fall_drop_m)
