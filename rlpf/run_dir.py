@@ -34,7 +34,7 @@ def claim_run_dir(cfg, run_dir: str, may_change: tuple = (), check=None) -> dict
     changes = config_changes(cfg, run_dir)
     refused = sorted(k for k in changes if k not in may_change)
     if refused:
-        allowed = f"; only {', '.join(may_change)} may change (to train further)" if may_change else ""
+        allowed = f"; only {', '.join(may_change)} may change" if may_change else ""
         raise ConfigError(f"{run_dir} holds a run with a different config (fields {refused} differ{allowed}); "
                           "resume with the same config or choose a new --out")
     if changes and check is not None:
