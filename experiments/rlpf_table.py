@@ -17,6 +17,7 @@ RUNS = {
     "RLPF (PD tracker reward)": "runs/rlpf-ant",
     "RLPF without alignment reward": "runs/rlpf-ant-no-alignment",
     "RLPF without KL": "runs/rlpf-ant-no-kl",
+    "RLPF without alignment and KL": "runs/rlpf-ant-no-alignment-no-kl",
     "RLPF rewarded by the learned tracker": "runs/rlpf-ant-learned-reward",
 }
 

@@ -185,3 +185,12 @@ def test_killed_or_interrupted_run_resumes_to_the_same_parameters(base, tmp_path
     assert (tmp_path / "ctrl-c" / "grpo" / "checkpoint-4").is_dir() and not (tmp_path / "ctrl-c" / "model").exists()
     assert rlpf_train(tmp_path / "ctrl-c", extra=["grpo.steps=6"]).returncode == 0
     assert json.loads((tmp_path / "ctrl-c" / "report.json").read_text())["training"]["steps"] == 6
+
+
+@pytest.mark.parametrize("name", ["rlpf_ant", "base_ant", "sft_filter_ant", "rlpf_ant_no_alignment", "rlpf_ant_no_kl",
+                                  "rlpf_ant_no_alignment_no_kl", "rlpf_ant_learned_reward", "rlpf_pusher"])
+def test_experiment_configs_load(name):
+    cfg = load_config(RLPFConfig, os.path.join(HERE, "..", "experiments", "configs", f"{name}.yaml"))
+    assert cfg.trackers()[0] == cfg.tracker and cfg.world in ("ant", "pusher")
+    if name == "rlpf_ant_learned_reward":
+        assert cfg.trackers() == ["learned", "pd"]
