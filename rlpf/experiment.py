@@ -141,16 +141,16 @@ def train_rlpf(cfg: RLPFConfig, run_dir: str, progress: bool = True) -> dict:
     from rlpf.run_dir import claim_run_dir, read_json
     from rlpf.world_model import WorldModel
 
-    torch.set_num_threads(max(1, cfg.threads))
     os.makedirs(run_dir, exist_ok=True)
     claim_run_dir(cfg, run_dir, may_change=EVALUATION_FIELDS)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    base_run = ensure_base(cfg, progress)
+    base_run = ensure_base(cfg, progress)  # with the pretraining config's own thread count
     timings["pretrain_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     trackers = ensure_trackers(cfg, progress)
     timings["trackers_s"] = time.perf_counter() - t0
+    torch.set_num_threads(max(1, cfg.threads))
     base_model = os.path.join(base_run, "model")
 
     t0 = time.perf_counter()
