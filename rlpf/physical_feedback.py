@@ -19,7 +19,6 @@ import math
 import multiprocessing
 import os
 import sys
-import time
 from typing import Sequence
 
 import numpy as np
@@ -86,12 +85,10 @@ class PhysicalFeedback:
         self._cache_key = None
         self._cache: dict | None = None
         self.excluded_total = 0
-        self.last_seconds = 0.0
 
     # ---- scoring ---------------------------------------------------------------------------------
     def score(self, clips: Sequence[Clip]) -> dict:
         """``{"terms": {name: [float | nan]}, "errors": {i: message}}`` for the clips, in order."""
-        t0 = time.perf_counter()
         jobs = [(self.world, self.tracker, self.terms, [(c.qpos, c.fps, c.prompt, c.source) for c in clips[i:i + self.chunk]])
                 for i in range(0, len(clips), self.chunk)]
         if self.workers > 0 and len(jobs) > 1:
@@ -106,7 +103,6 @@ class PhysicalFeedback:
                 terms[name].extend(part["terms"][name])
             errors.update({offset + i: e for i, e in part["errors"].items()})
             offset += part["n"]
-        self.last_seconds = time.perf_counter() - t0
         return {"terms": terms, "errors": errors}
 
     def score_completions(self, wm, prompts: Sequence[str], completion_ids: Sequence[Sequence[int]]) -> dict:
@@ -155,7 +151,7 @@ class PhysicalFeedback:
         return self._cache
 
     # ---- TRL -------------------------------------------------------------------------------------
-    def reward_functions(self, wm, log_metric=None) -> tuple[list, list[float]]:
+    def reward_functions(self, wm) -> tuple[list, list[float]]:
         """One TRL reward function per term (its ``__name__`` is the term) and their weights.
 
         Unweighted terms get weight 0: logged by TRL as ``rewards/<term>/mean``, not optimized.
