@@ -20,6 +20,20 @@ class ConfigError(ValueError):
     pass
 
 
+def build_nested(cfg: Any, kinds: dict[str, type]) -> None:
+    """Turn the nested sections of ``cfg`` given as dicts (from YAML) into their dataclasses, in place.
+
+    ``kinds``: field name -> dataclass. An unknown key in a section is a ValueError naming the section.
+    """
+    for name, kind in kinds.items():
+        value = getattr(cfg, name)
+        if isinstance(value, dict):
+            try:
+                setattr(cfg, name, kind(**value))
+            except TypeError as e:
+                raise ValueError(f"{name}: {e}") from None
+
+
 def load_config(cls: type[C], path: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> C:
     """Build ``cls`` from a YAML file (optional) and ``key=value`` overrides (``a.b=v`` sets a dict entry)."""
     values: dict[str, Any] = {}

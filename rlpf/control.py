@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from rlpf.config import build_nested
 from rlpf.control_head import BCSpec, ControlHeadConfig
 
 
@@ -89,11 +90,7 @@ class ControlConfig:
     def __post_init__(self):
         from rlpf.control_eval import get_task
 
-        if isinstance(self.head, dict):
-            try:
-                self.head = ControlHeadConfig(**self.head)
-            except TypeError as e:
-                raise ValueError(f"head: {e}") from None
+        build_nested(self, {"head": ControlHeadConfig})
         for env_id in self.envs:
             get_task(env_id)
         unknown = set(self.methods) - {"expert", "mlp-bc", "sb3-scratch", "head"}

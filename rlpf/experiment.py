@@ -16,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from rlpf.config import build_nested
 from rlpf.grpo import GRPOSettings
 from rlpf.sft_filter import SFTFilterSettings
 
@@ -66,13 +67,7 @@ class RLPFConfig:
     """torch threads in the main process (1 leaves the other core to the scoring workers)."""
 
     def __post_init__(self):
-        for name, kind in (("grpo", GRPOSettings), ("sft", SFTFilterSettings)):
-            value = getattr(self, name)
-            if isinstance(value, dict):
-                try:
-                    setattr(self, name, kind(**value))
-                except TypeError as e:
-                    raise ValueError(f"{name}: {e}") from None
+        build_nested(self, {"grpo": GRPOSettings, "sft": SFTFilterSettings})
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if isinstance(self.eval_trackers, str):

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from rlpf.clips import Clip, clip_files, load_clips, save_clips
-from rlpf.config import ConfigError
+from rlpf.config import ConfigError, build_nested
 from rlpf.motion_evaluator import EvaluatorConfig
 from rlpf.motion_tokenizer import TokenizerConfig
 from rlpf.run_dir import claim_run_dir, read_json, write_json
@@ -83,13 +83,7 @@ class PretrainConfig:
     """Steps between resumable checkpoints."""
 
     def __post_init__(self):
-        for name, kind in (("tokenizer", TokenizerConfig), ("lm", LMConfig), ("evaluator", EvaluatorConfig)):
-            value = getattr(self, name)
-            if isinstance(value, dict):
-                try:
-                    setattr(self, name, kind(**value))
-                except TypeError as e:
-                    raise ValueError(f"{name}: {e}") from None
+        build_nested(self, {"tokenizer": TokenizerConfig, "lm": LMConfig, "evaluator": EvaluatorConfig})
         if not 0 <= self.artifacts <= 1:
             raise ValueError(f"artifacts must be a fraction in [0, 1], got {self.artifacts}")
         if not 0 < self.val_fraction < 1:
