@@ -24,21 +24,7 @@ from rlpf.policies.pd_tracker import PDTracker  # noqa: E402
 from rlpf.policies.scripted import SmoothRandom  # noqa: E402
 from rlpf.simulate import simulate  # noqa: E402
 
-
-def mj_step_rate(cw, seconds=2.0):
-    """Raw mj_step calls per second (actions changing every step, as in tracking)."""
-    m = cw.model
-    d = mujoco.MjData(m)
-    mujoco.mj_resetData(m, d)
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        for _ in range(1000):
-            d.ctrl[:] = 0.3 * np.sin(n * 0.01)
-            mujoco.mj_step(m, d)
-        n += 1000
-        if d.warning[mujoco.mjtWarning.mjWARN_BADQACC].number:
-            mujoco.mj_resetData(m, d)
-    return n / (time.perf_counter() - t0)
+from benchmark_scoring import mj_step_rate  # noqa: E402  (this folder is on sys.path when run as a script)
 
 
 def clips_for(world, n, frames, seed=2000):
