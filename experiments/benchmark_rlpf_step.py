@@ -1,11 +1,13 @@
-"""Where an RLPF step's time goes: generation / physics scoring (decode + physics terms + tracking) / update.
+"""Where an RLPF step's time goes, scored in turn and scored ahead, side by side in one run.
 
     python experiments/benchmark_rlpf_step.py [--model runs/ant] [--steps 24] [--workers 2]
 
-Runs a short GRPO fine-tuning of the given base model with the default reward (PD tracker) in a
-temporary directory and prints the mean seconds per optimizer step of each part, measured in the
-same run. Scoring runs in ``--workers`` processes; the update in this one (1 torch thread).
-Run it on a quiet machine: on a shared 2-core box every part slows down.
+Runs two short GRPO fine-tunings of the given base model with the default reward (PD tracker) in
+temporary directories - ``grpo.overlap_scoring`` false, then true - and prints the mean seconds per
+optimizer step of each part: generation, scoring (the time the step waits for rewards: decode +
+physics terms + tracking, in ``--workers`` processes) and the update (1 torch thread), with the
+workers' own scoring time per step beside it. Run it on a quiet machine: on a shared 2-core box
+every part slows down.
 """
 import argparse
 import tempfile
@@ -24,12 +26,19 @@ def main():
     ap.add_argument("--workers", type=int, default=2, help="scoring processes")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    with tempfile.TemporaryDirectory() as run, PhysicalFeedback("ant", workers=args.workers) as fb:
-        finetune(args.model, fb, GRPOSettings(steps=args.steps, save_steps=args.steps), run, progress=True)
-        b = step_time_breakdown(log_history(run))
-    print(f"per optimizer step (mean of {args.steps}; 144 clips generated and scored every 4 steps):")
-    for part in ("generation_s", "scoring_s", "update_s", "step_s"):
-        print(f"  {part[:-2]:10s} {b[part]:.3f} s  ({b[part] / b['step_s']:.0%})")
+    rows = {}
+    for overlap in (False, True):
+        with tempfile.TemporaryDirectory() as run, PhysicalFeedback("ant", workers=args.workers) as fb:
+            settings = GRPOSettings(steps=args.steps, save_steps=args.steps, overlap_scoring=overlap)
+            finetune(args.model, fb, settings, run, progress=True)
+            rows[overlap] = {**step_time_breakdown(log_history(run)), "work_s": fb.work_seconds / args.workers / args.steps}
+    print(f"\nper optimizer step (mean of {args.steps}; 144 clips generated and scored every 4 steps):")
+    print(f"  {'scoring':18s} {'step':>7s} {'generation':>11s} {'scoring (wait)':>15s} {'update':>7s}   workers busy")
+    for overlap, b in rows.items():
+        name = "ahead (overlap)" if overlap else "in turn"
+        print(f"  {name:18s} {b['step_s']:6.3f}s {b['generation_s']:10.3f}s {b['scoring_s']:8.3f}s ({b['scoring_fraction']:4.0%})"
+              f" {b['update_s']:6.3f}s   {b['work_s']:.3f}s")
+    print(f"  step time, ahead / in turn: {rows[True]['step_s'] / rows[False]['step_s']:.2f}")
 
 
 if __name__ == "__main__":

@@ -53,6 +53,10 @@ class GRPOSettings:
     steps_per_generation x num_iterations, so a checkpoint never splits a generated batch's updates."""
     logging_steps: int = 1
     """Steps between log lines and TensorBoard points."""
+    overlap_scoring: bool = True
+    """Sample the next batch before updating on this one and simulate it in the reward workers while
+    the update runs (``rlpf.score_ahead``): updates use samples one generated batch old, with PPO's
+    ratio taken against the policy that sampled them. False: sample, score, update, in turn."""
 
     def __post_init__(self):
         for name in ("steps", "prompts_per_step", "num_generations", "steps_per_generation", "num_iterations", "save_steps", "logging_steps"):
@@ -75,8 +79,11 @@ class GRPOSettings:
 def _trainer_class():
     from trl import GRPOTrainer
 
-    class RLPFTrainer(GRPOTrainer):
-        """GRPOTrainer plus a step-time breakdown: generation / physics scoring / update."""
+    from rlpf.score_ahead import ScoreAhead
+
+    class RLPFTrainer(ScoreAhead, GRPOTrainer):
+        """GRPOTrainer, scoring the next batch during this one's update (``ScoreAhead``), plus a
+        step-time breakdown: generation / physics scoring (the time the step waits for rewards) / update."""
 
         _gen_s = 0.0
         _score_s = 0.0
@@ -84,6 +91,12 @@ def _trainer_class():
         def _generate(self, prompts):
             t0 = time.perf_counter()
             out = super()._generate(prompts)
+            self._gen_s += time.perf_counter() - t0
+            return out
+
+        def _sample_ahead(self, inputs):
+            t0 = time.perf_counter()
+            out = super()._sample_ahead(inputs)
             self._gen_s += time.perf_counter() - t0
             return out
 
@@ -249,6 +262,8 @@ def finetune(model_dir: str, feedback, settings: GRPOSettings, run_dir: str, see
         model=wm.lm, reward_funcs=funcs, args=args, train_dataset=dataset,
         processing_class=wm.text_tokenizer, callbacks=[TensorBoardCallback(writer), StopCallback()],
     )
+    trainer.overlap_scoring = bool(settings.overlap_scoring)
+    trainer.prefetch_rewards = lambda texts, completion_ids: feedback.prefetch(wm, texts, completion_ids)
     # one compact bar instead of a 40-key dict printed per log step (the full logs are in TensorBoard)
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 

@@ -19,6 +19,7 @@ import math
 import multiprocessing
 import os
 import sys
+import time
 from typing import Sequence
 
 import numpy as np
@@ -82,19 +83,26 @@ class PhysicalFeedback:
         except TrackerError as e:
             raise FeedbackError(str(e)) from None
         self._pool = None
-        self._cache_key = None
-        self._cache: dict | None = None
+        self._batches: dict = {}  # batch key -> submitted (in flight) or scored batch
         self.excluded_total = 0
+        self.work_seconds = 0.0
+        """Seconds the workers spent scoring, summed over workers and batches."""
 
     # ---- scoring ---------------------------------------------------------------------------------
     def score(self, clips: Sequence[Clip]) -> dict:
         """``{"terms": {name: [float | nan]}, "errors": {i: message}}`` for the clips, in order."""
+        return self._collect(self._submit(clips))
+
+    def _submit(self, clips: Sequence[Clip]):
+        """Start scoring ``clips`` in the workers; with none, the jobs wait to run here when collected."""
         jobs = [(self.world, self.tracker, self.terms, [(c.qpos, c.fps, c.prompt, c.source) for c in clips[i:i + self.chunk]])
                 for i in range(0, len(clips), self.chunk)]
-        if self.workers > 0 and len(jobs) > 1:
-            parts = self._get_pool().map(_score_chunk, jobs)
-        else:
-            parts = [_score_chunk(j) for j in jobs]
+        if self.workers > 0 and jobs:
+            return self._get_pool().map_async(_score_chunk, jobs)
+        return jobs
+
+    def _collect(self, handle) -> dict:
+        parts = [_score_chunk(j) for j in handle] if isinstance(handle, list) else handle.get()
         terms = {name: [] for name in self.terms}
         errors: dict[int, str] = {}
         offset = 0
@@ -103,7 +111,16 @@ class PhysicalFeedback:
                 terms[name].extend(part["terms"][name])
             errors.update({offset + i: e for i, e in part["errors"].items()})
             offset += part["n"]
+        self.work_seconds += sum(part.get("seconds", 0.0) for part in parts)
         return {"terms": terms, "errors": errors}
+
+    def prefetch(self, wm, prompts: Sequence[str], completion_ids: Sequence[Sequence[int]]) -> None:
+        """Start scoring completions in the workers and return at once; ``score_completions`` with the
+        same arguments later waits for the result. This is how the trainer overlaps the physics of
+        the next generated batch with the update on the current one."""
+        key = _batch_key(prompts, completion_ids)
+        if key not in self._batches:
+            self._batches[key] = self._decode_and_submit(wm, prompts, completion_ids)
 
     def score_completions(self, wm, prompts: Sequence[str], completion_ids: Sequence[Sequence[int]]) -> dict:
         """Decode completions of ``wm`` for the given prompt texts and score them (cached per batch).
@@ -111,9 +128,15 @@ class PhysicalFeedback:
         A completion that is not exactly ``wm.n_tokens`` motion codes cannot be a clip: every term is
         NaN for it and it is counted as excluded.
         """
-        key = (tuple(prompts), tuple(tuple(int(t) for t in c) for c in completion_ids))
-        if key == self._cache_key:
-            return self._cache
+        key = _batch_key(prompts, completion_ids)
+        batch = self._batches.pop(key, None) or self._decode_and_submit(wm, prompts, completion_ids)
+        if "result" not in batch:
+            batch["result"] = self._assemble(batch)
+        # the reward functions of one batch ask in turn; older batches are done with
+        self._batches = {key: batch, **{k: b for k, b in self._batches.items() if "result" not in b}}
+        return batch["result"]
+
+    def _decode_and_submit(self, wm, prompts, completion_ids) -> dict:
         n = len(completion_ids)
         codes, ok, errors = np.zeros((n, wm.n_tokens), dtype=np.int64), np.zeros(n, bool), {}
         for i, ids in enumerate(completion_ids):
@@ -131,7 +154,11 @@ class PhysicalFeedback:
                 clips.append(Clip(qpos=qpos[j], fps=wm.fps, world=wm.world, prompt=command_of(prompts[i]),
                                   source=f"completion:{i}"))
                 index.append(i)
-        scored = self.score(clips)
+        return {"n": n, "clips": clips, "index": index, "errors": errors, "handle": self._submit(clips)}
+
+    def _assemble(self, batch: dict) -> dict:
+        n, index, errors = batch["n"], batch["index"], dict(batch["errors"])
+        scored = self._collect(batch["handle"])
         terms = {name: [math.nan] * n for name in self.terms}
         for j, i in enumerate(index):
             if j in scored["errors"]:
@@ -147,8 +174,7 @@ class PhysicalFeedback:
             first = next(iter(errors.items()))
             log.warning("%d of %d samples excluded from this step's rewards (first: sample %d: %s)",
                         len(errors), n, first[0], first[1])
-        self._cache_key, self._cache = key, {"terms": terms, "errors": errors, "clips": clips, "index": index}
-        return self._cache
+        return {"terms": terms, "errors": errors, "clips": batch["clips"], "index": index}
 
     # ---- TRL -------------------------------------------------------------------------------------
     def reward_functions(self, wm) -> tuple[list, list[float]]:
@@ -201,6 +227,10 @@ def command_of(prompt_text: str) -> str:
     return prompt_text.replace(SEPARATOR, " ").replace("<bos>", " ").strip()
 
 
+def _batch_key(prompts, completion_ids) -> tuple:
+    return tuple(prompts), tuple(tuple(int(t) for t in c) for c in completion_ids)
+
+
 _TRACKERS: dict = {}
 
 
@@ -215,6 +245,7 @@ def _score_chunk(job) -> dict:
     from rlpf.rewards.registry import evaluate_rewards
     from rlpf.tracking import load_tracker
 
+    t0 = time.perf_counter()
     world, tracker_spec, terms, items = job
     cw = compile_world(world)
     if (world, tracker_spec) not in _TRACKERS:
@@ -228,8 +259,9 @@ def _score_chunk(job) -> dict:
                                  prompts=[c.prompt for c in clips], tracker=_TRACKERS[(world, tracker_spec)],
                                  tracker_workers=1)
     except Exception as e:  # noqa: BLE001 - one bad chunk must not stop training
-        return {"n": n, "terms": out_terms, "errors": {i: f"{type(e).__name__}: {e}" for i in range(n)}}
+        return {"n": n, "terms": out_terms, "errors": {i: f"{type(e).__name__}: {e}" for i in range(n)},
+                "seconds": time.perf_counter() - t0}
     for name in terms:
         out_terms[name] = [math.nan if v is None else float(v) for v in table.terms[name]]
     errors.update(table.errors)
-    return {"n": n, "terms": out_terms, "errors": errors}
+    return {"n": n, "terms": out_terms, "errors": errors, "seconds": time.perf_counter() - t0}
