@@ -196,8 +196,10 @@ def train_rlpf(cfg: RLPFConfig, run_dir: str, progress: bool = True) -> dict:
 
 
 def step_time_breakdown(history: list[dict]) -> dict:
-    """Mean seconds per optimizer step spent generating, scoring (decode + physics + tracking) and updating
-    (over every logged step: generation and scoring happen once per generated batch, updates every step)."""
+    """Mean seconds per optimizer step spent generating, scoring (decode + physics + tracking: the time
+    the step waits for rewards; scored ahead, only what the workers have not finished during the
+    previous update) and updating (over every logged step: generation and scoring happen once per
+    generated batch, updates every step)."""
     import numpy as np
 
     keys = ("time/step_s", "time/generation_s", "time/scoring_s", "time/update_s")

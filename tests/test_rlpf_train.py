@@ -133,6 +133,43 @@ def test_completions_that_are_not_clips_are_excluded(base):
     assert fb.excluded_total == 2
 
 
+def test_a_batch_scored_ahead_in_the_workers_matches_one_scored_in_turn(base):
+    from rlpf.world_model import WorldModel
+
+    wm = WorldModel.from_pretrained(str(base / "base"))
+    rng = np.random.default_rng(0)
+    completions = [[int(t) for t in rng.integers(wm.code_offset, wm.code_offset + wm.n_codes, wm.n_tokens)]
+                   for _ in range(6)]
+    completions[3] = completions[3][:-1]  # not a clip
+    prompts = [wm.prompt_text(p) for p in wm.prompts[:2]] * 3
+    with PhysicalFeedback("ant", workers=0) as in_turn, PhysicalFeedback("ant", workers=1, chunk=2) as ahead:
+        want = in_turn.score_completions(wm, prompts, completions)
+        ahead.prefetch(wm, prompts, completions)
+        got = ahead.score_completions(wm, prompts, completions)
+        assert ahead.score_completions(wm, prompts, completions) is got  # every reward function asks once more
+    assert set(got["errors"]) == set(want["errors"]) == {3}
+    np.testing.assert_equal(got["terms"], want["terms"])
+    assert ahead.excluded_total == 1 and ahead.work_seconds > 0
+
+
+def test_scoring_ahead_first_batch_is_the_in_turn_one_then_samples_are_one_batch_old(base, run, tmp_path):
+    """Both modes sample the first batch from the same policy and RNG state, so the first generated
+    batch's updates agree; scored ahead, the next batch was sampled before those updates, so the runs part."""
+    from transformers import LlamaForCausalLM
+
+    cfg = load_config(RLPFConfig, None, rlpf_overrides(base, ["grpo.overlap_scoring=false", "videos=0",
+                                                              "eval_per_prompt=1", "workers=0"]))
+    train_rlpf(cfg, str(tmp_path / "in-turn"), progress=False)
+    ahead_dir, in_turn_dir = run[0] / "grpo", tmp_path / "in-turn" / "grpo"
+    first = [LlamaForCausalLM.from_pretrained(d / "checkpoint-2").state_dict() for d in (ahead_dir, in_turn_dir)]
+    for k in first[0]:
+        torch.testing.assert_close(first[0][k], first[1][k], atol=1e-5, rtol=1e-4, msg=f"{k} after the first batch")
+    assert (ahead_dir / "checkpoint-2" / "pending_batch.pt").exists()
+    assert not (in_turn_dir / "checkpoint-2" / "pending_batch.pt").exists()
+    a, b = lm_state(run[0] / "model"), lm_state(tmp_path / "in-turn" / "model")
+    assert any(not torch.allclose(a[k], b[k], atol=1e-5) for k in a), "the second batch should differ"
+
+
 def test_bad_reward_configs_fail_before_training():
     with pytest.raises(FeedbackError, match="no_such_term"):
         PhysicalFeedback("ant", {"no_such_term": 1.0}, workers=0)
