@@ -23,6 +23,8 @@ from rlpf.sft_filter import SFTFilterSettings
 METHODS = ("rlpf", "sft_filter", "base")
 EVALUATION_FIELDS = ("eval_trackers", "eval_per_prompt", "eval_seed", "videos", "workers")
 """Fields that only change the evaluation: a finished run given new values is re-evaluated, not retrained."""
+INTRODUCED_FIELDS = {"grpo.overlap_scoring": False}
+"""Fields added after runs were made, with what those runs did (they scored each batch in turn)."""
 
 
 @dataclass
@@ -137,7 +139,7 @@ def train_rlpf(cfg: RLPFConfig, run_dir: str, progress: bool = True) -> dict:
     from rlpf.world_model import WorldModel
 
     os.makedirs(run_dir, exist_ok=True)
-    claim_run_dir(cfg, run_dir, may_change=EVALUATION_FIELDS)
+    claim_run_dir(cfg, run_dir, may_change=EVALUATION_FIELDS, introduced=INTRODUCED_FIELDS)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     base_run = ensure_base(cfg, progress)  # with the pretraining config's own thread count

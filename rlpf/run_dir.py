@@ -8,9 +8,14 @@ import os
 from rlpf.config import ConfigError, save_config
 
 
-def config_changes(cfg, run_dir: str) -> dict:
+def config_changes(cfg, run_dir: str, introduced: dict | None = None) -> dict:
     """``{field: (value in RUN/config.yaml, value in cfg)}`` for every top-level field that differs;
-    {} when RUN has no config yet or the same one."""
+    {} when RUN has no config yet or the same one.
+
+    ``introduced``: ``{"section.field": value}`` for fields added to the config after runs were
+    written, with the value that describes what those runs did; a RUN config without the field is
+    read as having that value (not the new default, which may do something else).
+    """
     import yaml
 
     path = os.path.join(run_dir, "config.yaml")
@@ -18,20 +23,28 @@ def config_changes(cfg, run_dir: str) -> dict:
         return {}
     with open(path) as f:
         existing = yaml.safe_load(f) or {}
+    for dotted, value in (introduced or {}).items():
+        *sections, name = dotted.split(".")
+        node = existing
+        for key in sections:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.setdefault(name, value)
     wanted = yaml.safe_load(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
     return {k: (existing.get(k), wanted.get(k)) for k in sorted(set(existing) | set(wanted))
             if existing.get(k) != wanted.get(k)}
 
 
-def claim_run_dir(cfg, run_dir: str, may_change: tuple = (), check=None) -> dict:
+def claim_run_dir(cfg, run_dir: str, may_change: tuple = (), check=None, introduced: dict | None = None) -> dict:
     """Write the config into RUN, or check that RUN was started with the same config (resume).
 
     Fields named in ``may_change`` may differ from RUN's config (the tracker's ``total_timesteps``:
     a finished run trained further); ``check(changes)`` may refuse such a change by raising, before
     anything is written. Any other difference is refused with ConfigError naming the fields.
+    ``introduced``: see ``config_changes``.
     Returns the allowed changes, ``{field: (old, new)}``; RUN/config.yaml then holds the new config.
     """
-    changes = config_changes(cfg, run_dir)
+    changes = config_changes(cfg, run_dir, introduced)
     refused = sorted(k for k in changes if k not in may_change)
     if refused:
         allowed = f"; only {', '.join(may_change)} may change" if may_change else ""
