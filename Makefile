@@ -11,7 +11,7 @@ demo: install
 
 # the baselines and ablations of the README's table (each reuses the cached base model and trackers)
 experiments: install
-	for c in base_ant sft_filter_ant rlpf_ant rlpf_ant_no_alignment rlpf_ant_no_kl rlpf_ant_no_alignment_no_kl rlpf_ant_learned_reward; do \
+	for c in base_ant sft_filter_ant rlpf_ant rlpf_ant_in_turn rlpf_ant_no_alignment rlpf_ant_no_kl rlpf_ant_no_alignment_no_kl rlpf_ant_learned_reward; do \
 	  $(VENV)/bin/rlpf train --config experiments/configs/$$c.yaml --quiet --out runs/$$(echo $$c | tr _ -) || exit 1; done
 	$(PY) experiments/rlpf_table.py
 

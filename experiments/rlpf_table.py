@@ -15,6 +15,7 @@ from rlpf.rlpf_report import headline_table
 RUNS = {
     "SFT-Filter": "runs/sft-filter-ant",
     "RLPF (PD tracker reward)": "runs/rlpf-ant",
+    "RLPF, each batch scored in turn": "runs/rlpf-ant-in-turn",
     "RLPF without alignment reward": "runs/rlpf-ant-no-alignment",
     "RLPF without KL": "runs/rlpf-ant-no-kl",
     "RLPF without alignment and KL": "runs/rlpf-ant-no-alignment-no-kl",

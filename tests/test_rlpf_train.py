@@ -224,7 +224,7 @@ def test_killed_or_interrupted_run_resumes_to_the_same_parameters(base, tmp_path
     assert json.loads((tmp_path / "ctrl-c" / "report.json").read_text())["training"]["steps"] == 6
 
 
-@pytest.mark.parametrize("name", ["rlpf_ant", "base_ant", "sft_filter_ant", "rlpf_ant_no_alignment", "rlpf_ant_no_kl",
+@pytest.mark.parametrize("name", ["rlpf_ant", "rlpf_ant_in_turn", "base_ant", "sft_filter_ant", "rlpf_ant_no_alignment", "rlpf_ant_no_kl",
                                   "rlpf_ant_no_alignment_no_kl", "rlpf_ant_learned_reward", "rlpf_pusher"])
 def test_experiment_configs_load(name):
     cfg = load_config(RLPFConfig, os.path.join(HERE, "..", "experiments", "configs", f"{name}.yaml"))
