@@ -169,23 +169,24 @@ class PDTracker(Tracker):
             qpos[frame] = d.qpos
             frame += 1
         bad_acc = d.warning[mujoco.mjtWarning.mjWARN_BADQACC]
-        # the loop runs ~300 times per clip: views and buffers are bound once (slices where the
-        # actuated joints are contiguous, as on every built-in robot), the arithmetic is unchanged
-        q_sim, v_sim, qfrc = _gather(d.qpos, self._qadr), _gather(d.qvel, self._dofs), _gather(d.qfrc_applied, self._dofs)
+        # the loop runs ~300 times per clip: MjData's arrays and the buffers are bound once, and
+        # contiguous joints (every built-in robot) are sliced, not copied; the arithmetic is unchanged
+        q_sim, v_sim, qfrc = d.qpos, d.qvel, d.qfrc_applied
+        qsel, vsel = _as_slice(self._qadr), _as_slice(self._dofs)
         lo, hi = (None, None) if self._limit is None else (-self._limit, self._limit)
         n = len(self._dofs)
         tau, e_v, tau_sum = np.empty(n), np.empty(n), np.zeros(n)
         for i in range(len(q_t)):
-            np.subtract(q_t[i], q_sim(), out=tau)
+            np.subtract(q_t[i], q_sim[qsel], out=tau)
             tau *= kp_i
             np.add(ff_t[i], tau, out=tau)
-            np.subtract(v_t[i], v_sim(), out=e_v)
+            np.subtract(v_t[i], v_sim[vsel], out=e_v)
             e_v *= kd_i
             tau += e_v
             if lo is not None:
                 np.maximum(tau, lo, out=tau)
                 np.minimum(tau, hi, out=tau)
-            qfrc(tau)
+            qfrc[vsel] = tau
             mujoco.mj_step(m, d)
             tau_sum += tau
             since += 1
@@ -242,23 +243,11 @@ class PDTracker(Tracker):
         )
 
 
-def _gather(array: np.ndarray, index: np.ndarray):
-    """Accessor of ``array[index]``: called with no argument it reads, with one it writes. A view
-    when the indices are a contiguous run (no copy per call), fancy indexing otherwise."""
+def _as_slice(index: np.ndarray):
+    """``index`` as a slice when it is a contiguous run (indexing then gives a view), else unchanged."""
     if len(index) and np.array_equal(index, np.arange(index[0], index[0] + len(index))):
-        view = array[index[0]:index[0] + len(index)]
-
-        def access(value=None):
-            if value is None:
-                return view
-            view[:] = value
-        return access
-
-    def access(value=None):
-        if value is None:
-            return array[index]
-        array[index] = value
-    return access
+        return slice(int(index[0]), int(index[0]) + len(index))
+    return index
 
 
 class Reference:

@@ -231,3 +231,13 @@ def test_pd_tracker_and_env_use_the_one_fell_rule(ant_clips, trackers):
         _, _, terminated, truncated, info = env.step(np.zeros(env.action_space.shape))
     assert terminated and info["fell"] and not info["diverged"]
     assert fell_frames(env.data.qpos, env.reference(0).qpos[info["frame"]], env.fall_drop_m)
+
+
+def test_joint_indices_are_sliced_only_when_contiguous():
+    from rlpf.policies.pd_tracker import _as_slice
+
+    x = np.arange(10.0)
+    assert _as_slice(np.array([6, 7, 8])) == slice(6, 9)
+    gaps = _as_slice(np.array([1, 3, 4]))
+    np.testing.assert_array_equal(x[gaps], [1, 3, 4])
+    assert len(_as_slice(np.array([], int))) == 0
