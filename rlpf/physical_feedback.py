@@ -93,16 +93,18 @@ class PhysicalFeedback:
         """``{"terms": {name: [float | nan]}, "errors": {i: message}}`` for the clips, in order."""
         return self._collect(self._submit(clips))
 
-    def _submit(self, clips: Sequence[Clip]):
-        """Start scoring ``clips`` in the workers; with none, the jobs wait to run here when collected."""
+    def _submit(self, clips: Sequence[Clip]) -> list:
+        """Start scoring ``clips`` in the workers: ``[(job, future)]``; with no workers the future is
+        None and the job runs here when collected."""
         jobs = [(self.world, self.tracker, self.terms, [(c.qpos, c.fps, c.prompt, c.source) for c in clips[i:i + self.chunk]])
                 for i in range(0, len(clips), self.chunk)]
         if self.workers > 0 and jobs:
-            return self._get_pool().map_async(_score_chunk, jobs)
-        return jobs
+            pool = self._get_pool()
+            return [(job, pool.submit(_score_chunk, job)) for job in jobs]
+        return [(job, None) for job in jobs]
 
-    def _collect(self, handle) -> dict:
-        parts = [_score_chunk(j) for j in handle] if isinstance(handle, list) else handle.get()
+    def _collect(self, handle: list) -> dict:
+        parts = [self._chunk_result(job, future) for job, future in handle]
         terms = {name: [] for name in self.terms}
         errors: dict[int, str] = {}
         offset = 0
@@ -196,15 +198,37 @@ class PhysicalFeedback:
     # ---- workers ---------------------------------------------------------------------------------
     def _get_pool(self):
         if self._pool is None:
+            from concurrent.futures import ProcessPoolExecutor
+
             # forkserver: a forked child inherits the parent's busy torch thread pool and can hang
             ctx = multiprocessing.get_context("spawn" if os.name == "nt" else "forkserver")
-            self._pool = ctx.Pool(self.workers, initializer=_init_worker)
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker)
         return self._pool
+
+    def _chunk_result(self, job, future) -> dict:
+        """A chunk's scores; a worker that died under it (killed, or a crash in native code, which no
+        plugin isolation can catch) fails the chunks in flight - excluded, not fatal - and the next
+        batch gets fresh workers."""
+        from concurrent.futures.process import BrokenProcessPool
+
+        if future is None:
+            return _score_chunk(job)
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
+            n, terms = len(job[3]), job[2]
+            why = "a scoring worker process died (killed, or crashed in native code)"
+            return {"n": n, "terms": {name: [math.nan] * n for name in terms}, "errors": dict.fromkeys(range(n), why)}
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
+            # the workers may be mid-batch (scored ahead); stop them rather than wait for it
+            for p in list(getattr(self._pool, "_processes", {}).values()):
+                p.terminate()
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
     def __enter__(self):

@@ -25,3 +25,10 @@ def kill_switch(clips, **_):
     if at and _calls["n"] == int(at):
         os.kill(os.getpid(), getattr(signal, "SIG" + os.environ.get("RLPF_TEST_SIGNAL", "KILL")))
     return [0.0] * len(clips)
+
+
+def dies_on_completion_2(clips, **_):
+    """Ends its own (worker) process abruptly on the clip of completion 2, as a crash in native code would."""
+    if any(c.source == "completion:2" for c in clips):
+        os._exit(3)
+    return [0.0] * len(clips)

@@ -152,6 +152,24 @@ def test_a_batch_scored_ahead_in_the_workers_matches_one_scored_in_turn(base):
     assert ahead.excluded_total == 1 and ahead.work_seconds > 0
 
 
+def test_a_dying_scoring_worker_excludes_its_samples_and_fresh_workers_score_the_next_batch(base, caplog):
+    from rlpf.world_model import WorldModel
+
+    sys.path.insert(0, HERE)
+    wm = WorldModel.from_pretrained(str(base / "base"))
+    good = list(range(wm.code_offset, wm.code_offset + wm.n_tokens))
+    prompts = [wm.prompt_text(wm.prompts[0])] * 6
+    weights = {"tracking_success": 10.0, "rlpf_plugins:dies_on_completion_2": 0.0}
+    with PhysicalFeedback("ant", weights, workers=1, chunk=2) as fb, caplog.at_level("WARNING", logger="rlpf.feedback"):
+        fb.prefetch(wm, prompts, [good] * 6)
+        out = fb.score_completions(wm, prompts, [good] * 6)
+        assert 2 in out["errors"] and "worker process died" in out["errors"][2]
+        assert np.isfinite(out["terms"]["tracking_success"][0])  # its chunk finished before the crash
+        assert "excluded" in caplog.text
+        again = fb.score_completions(wm, prompts[:2], [good, list(reversed(good))])
+    assert again["errors"] == {} and np.isfinite(again["terms"]["tracking_success"]).all()
+
+
 def test_scoring_ahead_first_batch_is_the_in_turn_one_then_samples_are_one_batch_old(base, run, tmp_path):
     """Both modes sample the first batch from the same policy and RNG state, so the first generated
     batch's updates agree; scored ahead, the next batch was sampled before those updates, so the runs part."""
