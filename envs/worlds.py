@@ -5,6 +5,8 @@ declaration is inferred). ``compile_world`` turns it into index arrays once per 
 """
 from __future__ import annotations
 
+from rlpf.errors import RLPFError
+
 import functools
 import os
 from dataclasses import dataclass, field
@@ -78,7 +80,7 @@ BUILTIN_WORLDS: dict[str, World] = {
 }
 
 
-class UnknownWorldError(ValueError):
+class UnknownWorldError(RLPFError, ValueError):
     pass
 
 

@@ -70,6 +70,8 @@ needs a larger budget: ``total_timesteps=N`` on a finished run trains it further
 """
 from __future__ import annotations
 
+from rlpf.errors import RLPFError
+
 import dataclasses
 import glob
 import hashlib
@@ -187,7 +189,7 @@ class TrackerTrainConfig:
                     action_scale=self.action_scale, kp=self.kp, kd=self.kd, **dataclasses.asdict(self.reward))
 
 
-class TrackerLoadError(ValueError):
+class TrackerLoadError(RLPFError, ValueError):
     """A tracker run directory that cannot be loaded; the message names the path and the problem."""
 
     def __init__(self, path: str, problem: str):

@@ -13,6 +13,8 @@ A plugin is found, in order, by:
 """
 from __future__ import annotations
 
+from rlpf.errors import RLPFError
+
 import importlib
 import importlib.metadata
 import math
@@ -25,7 +27,7 @@ ENTRY_POINT_GROUP = "rlpf.rewards"
 RewardFn = Callable[..., Sequence[Any]]
 
 
-class RewardError(RuntimeError):
+class RewardError(RLPFError, RuntimeError):
     """A reward plugin that cannot be found, raised, or returned bad values; the message names it."""
 
     def __init__(self, name: str, problem: str):

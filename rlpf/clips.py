@@ -8,6 +8,8 @@
 """
 from __future__ import annotations
 
+from rlpf.errors import RLPFError
+
 import os
 import zipfile
 from dataclasses import dataclass, field
@@ -17,7 +19,7 @@ import mujoco
 import numpy as np
 
 
-class ClipError(ValueError):
+class ClipError(RLPFError, ValueError):
     """A clip that cannot be used; the message names the source and the problem."""
 
     def __init__(self, source: str, problem: str):

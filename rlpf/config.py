@@ -4,6 +4,8 @@ Field docstrings (the string literal right after a field) become ``--help`` text
 """
 from __future__ import annotations
 
+from rlpf.errors import RLPFError
+
 import ast
 import dataclasses
 import inspect
@@ -16,7 +18,7 @@ import yaml
 C = TypeVar("C")
 
 
-class ConfigError(ValueError):
+class ConfigError(RLPFError, ValueError):
     pass
 
 

@@ -36,6 +36,8 @@ last frames, SUCCESS / FAIL.
 """
 from __future__ import annotations
 
+from rlpf.errors import RLPFError
+
 import os
 import sys
 import time
@@ -45,15 +47,15 @@ from typing import Callable, Protocol
 import numpy as np
 
 
-class UnknownEnvError(ValueError):
+class UnknownEnvError(RLPFError, ValueError):
     """An env id rlpf has no task definition (success rule, expert) for."""
 
 
-class PolicyLoadError(ValueError):
+class PolicyLoadError(RLPFError, ValueError):
     """A policy file or directory that is missing, unreadable, or not a policy."""
 
 
-class PolicyMismatchError(ValueError):
+class PolicyMismatchError(RLPFError, ValueError):
     """A policy trained for another task, observation size or action size."""
 
 

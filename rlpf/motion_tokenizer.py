@@ -18,6 +18,8 @@ feature frame t holds the forward-difference root velocity from qpos frame t to 
 """
 from __future__ import annotations
 
+from rlpf.errors import RLPFError
+
 import contextlib
 import dataclasses
 import json
@@ -40,7 +42,7 @@ FORMAT = "rlpf.motion_tokenizer/1"
 ROOT_VELOCITY_FEATURES = ("root_vx", "root_vy", "root_yaw_rate")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(RLPFError, ValueError):
     """A saved tokenizer that cannot be loaded; the message names the file and the problem."""
 
     def __init__(self, path: str, problem: str):

@@ -14,6 +14,8 @@ never masquerades as a whole one. Each exclusion is warned about and counted (``
 """
 from __future__ import annotations
 
+from rlpf.errors import RLPFError
+
 import logging
 import math
 import multiprocessing
@@ -32,7 +34,7 @@ DEFAULT_WEIGHTS = {"tracking_success": 10.0, "alignment": 2.0}
 """The RLPF paper's reward: 10 x tracking success + 2 x alignment."""
 
 
-class FeedbackError(ValueError):
+class FeedbackError(RLPFError, ValueError):
     """A reward configuration that cannot work (unknown term or tracker) - raised before any training."""
 
 

@@ -18,6 +18,8 @@ Labels are drawn with a built-in 5x7 bitmap font (no extra dependencies).
 """
 from __future__ import annotations
 
+from rlpf.errors import RLPFError
+
 import copy
 import math
 import os
@@ -42,7 +44,7 @@ GREY = (150, 150, 150)
 BACKGROUND = (24, 24, 28)
 
 
-class RenderError(RuntimeError):
+class RenderError(RLPFError, RuntimeError):
     """Rendering is not possible here (no OpenGL backend) or the inputs do not fit."""
 
 

@@ -19,6 +19,8 @@ compares trackers on the same clips.
 """
 from __future__ import annotations
 
+from rlpf.errors import RLPFError
+
 import multiprocessing
 import os
 import sys
@@ -189,7 +191,7 @@ TRACKER_NAMES = ("pd", "learned")
 """Tracker names ``load_tracker`` knows; anything else must be the run directory of a trained tracker."""
 
 
-class TrackerError(ValueError):
+class TrackerError(RLPFError, ValueError):
     """A tracker that cannot be made: unknown name, missing run directory, learned tracker not installed."""
 
 

@@ -10,6 +10,8 @@ the motion tokenizer (``motion_tokenizer.*``) and ``world_model.json`` (world, f
 """
 from __future__ import annotations
 
+from rlpf.errors import RLPFError
+
 import json
 import os
 from dataclasses import dataclass
@@ -28,7 +30,7 @@ SEPARATOR = "<motion>"
 META_FILE = "world_model.json"
 
 
-class UnknownPromptError(ValueError):
+class UnknownPromptError(RLPFError, ValueError):
     """A prompt word the world model was not trained on."""
 
 
