@@ -166,7 +166,8 @@ def call_reward(info: RewardInfo, clips: Sequence[Any], **context: Any) -> list[
         out = info.fn(clips, **context)
     except RewardError:
         raise
-    except Exception as e:
+    except (Exception, SystemExit) as e:
+        # SystemExit too: a plugin calling sys.exit() fails its clips, it does not end the run unreported
         raise RewardError(info.name, f"raised {type(e).__name__}: {e}") from e
     try:
         out = list(out)

@@ -20,7 +20,27 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return args.func(args)
+    return run_command(args.func, args)
+
+
+def run_command(func, args) -> int:
+    """Run one command: rlpf's own errors (bad input, files, configs: ``RLPFError``) become one line
+    on stderr and exit 2; Ctrl-C exits 130; anything else is a bug and keeps its traceback."""
+    from rlpf.errors import RLPFError
+
+    name = func.__name__.removeprefix("cmd_").replace("_", "-")
+    try:
+        return func(args)
+    except RLPFError as e:
+        print(f"rlpf {name}: {e}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as e:
+        # a path the user gave that is not there / not usable; the message names it
+        print(f"rlpf {name}: {e.strerror or e}: {e.filename}" if e.filename else f"rlpf {name}: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:
+        print(f"rlpf {name}: {e or 'interrupted'}", file=sys.stderr)
+        return 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser(
         "score", help="score clip files for physical plausibility (table on stdout, JSON report)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Score clips (.npz, see DESIGN.md) with the physics reward plugins.\n\n"
+        description="Score clips (.npz, see docs/clip-format.md) with the physics reward plugins.\n\n"
                     "Each clip gets every term (penetration, floating, skating, residual root force, joint\n"
                     "limits, torques, unexplained object motion), a score (weighted total: 0 = nothing\n"
                     "found, more negative = less plausible) and plausible = no term above its threshold.\n"
@@ -191,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser(
         "track", help="track clips with a controller in MuJoCo: success, body error, side-by-side videos",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Replay clips (.npz, see DESIGN.md) with a tracking controller in MuJoCo and report whether\n"
+        description="Replay clips (.npz, see docs/clip-format.md) with a tracking controller in MuJoCo and report whether\n"
                     "each could be performed: success (no fall, no divergence, body error within the world's\n"
                     "threshold at every frame), mean / max body-position error. With --video, also render\n"
                     "reference | tracked side-by-side mp4s (headless: MUJOCO_GL=egl, the default here, or osmesa).\n"
@@ -306,21 +326,11 @@ def _rlpf_config():
 
 
 def cmd_train(args) -> int:
-    from rlpf.config import ConfigError, load_config
+    from rlpf.config import load_config
     from rlpf.experiment import RLPFConfig, train_rlpf
-    from rlpf.motion_tokenizer import CheckpointError
-    from rlpf.physical_feedback import FeedbackError
-    from rlpf.tracking import TrackerError
 
-    try:
-        cfg = load_config(RLPFConfig, args.config, args.overrides)
-        report = train_rlpf(cfg, args.out, progress=not args.quiet)
-    except (ConfigError, CheckpointError, FeedbackError, TrackerError, FileNotFoundError, ValueError) as e:
-        print(f"rlpf train: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as e:
-        print(f"rlpf train: {e or 'interrupted'}", file=sys.stderr)
-        return 130
+    cfg = load_config(RLPFConfig, args.config, args.overrides)
+    train_rlpf(cfg, args.out, progress=not args.quiet)
     with open(os.path.join(args.out, "report.md")) as f:
         print(f.read())
     print(f"report: {os.path.join(args.out, 'report.md')} (and report.json); TensorBoard: tensorboard --logdir {args.out}/tb")
@@ -331,10 +341,9 @@ def cmd_score(args) -> int:
     from tqdm import tqdm
 
     from rlpf.clips import clip_files
-    from rlpf.config import ConfigError, load_config
-    from rlpf.rewards.registry import RewardError
-    from rlpf.scoring import ScoreConfig, format_table, score_paths, write_report
-    from rlpf.tracking import TrackerError
+    from rlpf.config import load_config
+    from rlpf.outputs import EXIT_WRITE_FAILED, check_output_file, write_or_rescue
+    from rlpf.scoring import ScoreConfig, format_table, score_paths
 
     paths, overrides = [], []
     for a in args.paths + args.overrides:  # a path-less key=value given first lands in paths
@@ -344,24 +353,23 @@ def cmd_score(args) -> int:
     if not paths:
         print("rlpf score: give clip files or directories, or --examples", file=sys.stderr)
         return 2
-    try:
-        cfg = load_config(ScoreConfig, args.config, overrides)
-        if args.world:
-            cfg.world = args.world
-        if args.tracker:
-            cfg.trackers = list(dict.fromkeys(args.tracker))
-        n_files = sum(1 for _ in clip_files(paths))
-        with tqdm(total=None, unit="clip", desc="scoring", disable=args.quiet or n_files < 2, file=sys.stderr) as bar:
-            report = score_paths(paths, cfg, progress=bar.update)
-    except (ConfigError, RewardError, TrackerError) as e:
-        print(f"rlpf score: {e}", file=sys.stderr)
-        return 2
-    if args.out:
-        write_report(report, args.out)
+    cfg = load_config(ScoreConfig, args.config, overrides)
+    if args.world:
+        cfg.world = args.world
+    if args.tracker:
+        cfg.trackers = list(dict.fromkeys(args.tracker))
+    if args.out:  # before the work: a report that cannot be written is known now, not after scoring
+        check_output_file(args.out, inputs=paths)
+    n_files = sum(1 for _ in clip_files(paths))
+    with tqdm(total=None, unit="clip", desc="scoring", disable=args.quiet or n_files < 2, file=sys.stderr) as bar:
+        report = score_paths(paths, cfg, progress=bar.update)
+    written = write_or_rescue(args.out, report, "score") if args.out else True
     if not args.quiet:
         print(format_table(report))
-        if args.out:
+        if args.out and written:
             print(f"report: {args.out}")
+    if not written:
+        return EXIT_WRITE_FAILED
     return 1 if report["errors"] else 0
 
 
@@ -387,7 +395,9 @@ def cmd_simulate(args) -> int:
     if choice == "auto":
         choice = {"ant": "gait", "pusher": "push"}.get(world.name, "random")
     make = {"random": scripted.SmoothRandom, "gait": scripted.AntGait, "push": scripted.PusherScript}[choice]
-    os.makedirs(args.out, exist_ok=True)
+    from rlpf.outputs import check_output_dir
+
+    check_output_dir(args.out)
     for i in tqdm(range(args.n), desc=f"simulating {world.name}", unit="clip", file=sys.stderr):
         clip = simulate(world.name, make(), args.frames, seed=args.seed + i)
         save_clips(os.path.join(args.out, f"{world.name}_{i:03d}.npz"), clip)
@@ -426,6 +436,9 @@ def cmd_data(args) -> int:
         return fail(f"--workers must be at least 1, got {args.workers}")
     if os.path.isdir(args.out) and any(f.endswith(".npz") for f in os.listdir(args.out)):
         return fail(f"{args.out} already holds .npz clips; give an empty or new directory")
+    from rlpf.outputs import check_output_dir
+
+    check_output_dir(args.out)
     t0 = time.perf_counter()
     stats: dict = {}
     try:
@@ -454,18 +467,11 @@ def cmd_data(args) -> int:
 
 
 def cmd_pretrain(args) -> int:
-    from rlpf.config import ConfigError, load_config
-    from rlpf.motion_tokenizer import CheckpointError
+    from rlpf.config import load_config
     from rlpf.pretrain import PretrainConfig, pretrain
 
-    try:
-        cfg = load_config(PretrainConfig, args.config, args.overrides)
-        summary = pretrain(cfg, args.out, progress=not args.quiet)
-    except (ConfigError, CheckpointError, FileNotFoundError) as e:
-        print(f"rlpf pretrain: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    cfg = load_config(PretrainConfig, args.config, args.overrides)
+    summary = pretrain(cfg, args.out, progress=not args.quiet)
     tok, lm = summary["tokenizer"], summary["lm"]
     print(f"pretrained {cfg.world} world model in {args.out}  ({summary['n_train']} training clips, "
           f"{summary['n_artifacts']} with artifacts)")
@@ -479,54 +485,55 @@ def cmd_pretrain(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from rlpf.clips import ClipError, load_clips, save_clips
-    from rlpf.motion_tokenizer import CheckpointError
-    from rlpf.world_model import UnknownPromptError, WorldModel
+    from rlpf.clips import load_clips, save_clips
+    from rlpf.errors import RLPFError
+    from rlpf.outputs import check_output_dir, check_output_file
+    from rlpf.world_model import WorldModel
 
-    try:
-        wm = WorldModel.from_pretrained(args.checkpoint)
-        first = None
-        if args.first_frames:
-            first = load_clips(args.first_frames)[0].qpos[:args.context]
-        for p in args.prompt:
-            wm.check_prompt(p)
-        os.makedirs(args.out, exist_ok=True)
-        for k, prompt in enumerate(args.prompt):
-            clips = wm.generate(prompt, n=args.n, temperature=args.temperature, first_frames=first, seed=args.seed + k)
-            path = os.path.join(args.out, "_".join(prompt.split()) + ".npz")
-            save_clips(path, clips, world=wm.world)
-            print(f"{path}: {len(clips)} clips of '{prompt}' ({wm.n_frames} frames at {wm.fps:g} fps)")
-    except (CheckpointError, FileNotFoundError, UnknownPromptError, ClipError, ValueError) as e:
-        print(f"rlpf generate: {e}", file=sys.stderr)
-        return 2
+    if args.n < 1 or args.context < 1 or not args.temperature > 0:
+        raise RLPFError(f"--n and --context must be >= 1 and --temperature > 0 (got {args.n}, {args.context}, "
+                        f"{args.temperature})")
+    wm = WorldModel.from_pretrained(args.checkpoint)
+    first = None
+    inputs = [args.checkpoint] + ([args.first_frames] if args.first_frames else [])
+    if args.first_frames:
+        first = load_clips(args.first_frames)[0].qpos[:args.context]
+    for p in args.prompt:
+        wm.check_prompt(p)
+    check_output_dir(args.out, inputs=inputs)
+    paths = {prompt: os.path.join(args.out, "_".join(prompt.split()) + ".npz") for prompt in args.prompt}
+    for path in paths.values():  # before sampling: never over an input (the --first-frames clip, say)
+        check_output_file(path, inputs=inputs)
+    for k, (prompt, path) in enumerate(paths.items()):
+        clips = wm.generate(prompt, n=args.n, temperature=args.temperature, first_frames=first, seed=args.seed + k)
+        save_clips(path, clips, world=wm.world)
+        print(f"{path}: {len(clips)} clips of '{prompt}' ({wm.n_frames} frames at {wm.fps:g} fps)")
     print(f"score them: rlpf score {args.out}")
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    import json
-
     from rlpf.clips import load_clips
+    from rlpf.errors import RLPFError
     from rlpf.evaluation import evaluate_world_model, format_evaluation
     from rlpf.motion_evaluator import load as load_evaluator
-    from rlpf.motion_tokenizer import CheckpointError
+    from rlpf.outputs import EXIT_WRITE_FAILED, check_output_file, write_or_rescue
     from rlpf.world_model import WorldModel
 
-    try:
-        wm = WorldModel.from_pretrained(args.checkpoint)
-        run = args.checkpoint if os.path.isdir(os.path.join(args.checkpoint, "model")) else os.path.dirname(args.checkpoint.rstrip("/"))
-        evaluator = load_evaluator(os.path.join(run, "evaluator"))
-        heldout = load_clips(os.path.join(run, "heldout.npz"))
-        report = evaluate_world_model(wm, evaluator, heldout, n_per_prompt=args.n,
-                                      temperature=args.temperature, seed=args.seed)
-    except (CheckpointError, FileNotFoundError, ValueError) as e:
-        print(f"rlpf evaluate: {e}", file=sys.stderr)
-        return 2
+    if args.n < 2 or not args.temperature > 0:
+        raise RLPFError(f"--n must be >= 2 and --temperature > 0 (got {args.n}, {args.temperature})")
+    wm = WorldModel.from_pretrained(args.checkpoint)
+    run = args.checkpoint if os.path.isdir(os.path.join(args.checkpoint, "model")) else os.path.dirname(args.checkpoint.rstrip("/"))
     out = args.out or os.path.join(run, "eval.json")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out, "w") as f:
-        json.dump(report, f, indent=1)
+    heldout_path = os.path.join(run, "heldout.npz")
+    check_output_file(out, inputs=[os.path.join(run, "model"), os.path.join(run, "evaluator"), heldout_path])
+    evaluator = load_evaluator(os.path.join(run, "evaluator"))
+    heldout = load_clips(heldout_path)
+    report = evaluate_world_model(wm, evaluator, heldout, n_per_prompt=args.n,
+                                  temperature=args.temperature, seed=args.seed)
     print(format_evaluation(report))
+    if not write_or_rescue(out, report, "evaluate"):
+        return EXIT_WRITE_FAILED
     print(f"report: {out}")
     return 0
 
@@ -537,8 +544,10 @@ def cmd_track(args) -> int:
 
     from rlpf import track_report
     from rlpf.clips import load_by_world
-    from rlpf.envs.worlds import UnknownWorldError, get_world
-    from rlpf.scoring import write_report
+    from rlpf.envs.worlds import get_world
+    from rlpf.errors import RLPFError
+    from rlpf.outputs import EXIT_WRITE_FAILED, check_output_dir, check_output_file, write_or_rescue
+    from rlpf.tracking import load_tracker
 
     def fail(msg: str) -> int:
         print(f"rlpf track: {msg}", file=sys.stderr)
@@ -546,15 +555,13 @@ def cmd_track(args) -> int:
 
     if args.max_videos < 0 or args.size < 16:
         return fail("--max-videos must be >= 0 and --size >= 16")
-    try:
-        from rlpf.tracking import load_tracker
-    except ImportError as e:
-        return fail(f"no tracker implementation is installed (rlpf.tracking.load_tracker is missing: {e})")
-    try:
-        if args.world:
-            get_world(args.world)
-    except UnknownWorldError as e:
-        return fail(str(e))
+    if args.world:
+        get_world(args.world)
+    # outputs checked before any tracking: finished work must not meet an unwritable place
+    if args.out:
+        check_output_file(args.out, inputs=args.paths)
+    if args.video and args.max_videos:
+        check_output_dir(args.video, inputs=args.paths, what="--video")
     by_world, errors = load_by_world(args.paths, args.world)
     tracked = []  # (clip, result, world, entry)
     with tqdm(total=sum(map(len, by_world.values())), desc=f"tracking ({args.tracker})", unit="clip",
@@ -562,8 +569,8 @@ def cmd_track(args) -> int:
         for name, clips in by_world.items():
             try:
                 tracker = load_tracker(args.tracker, name)
-            except Exception as e:  # noqa: BLE001 - any tracker loading problem is a usage error here
-                return fail(f"cannot load tracker {args.tracker!r} for world {name!r}: {type(e).__name__}: {e}")
+            except RLPFError as e:  # a bug inside a tracker keeps its traceback
+                return fail(f"cannot load tracker {args.tracker!r} for world {name!r}: {e}")
             results = tracker.track(clips, workers=args.workers, progress=bar.update)
             tracked += [(c, r, name, track_report.result_entry(c, r, name)) for c, r in zip(clips, results)]
     if args.video and tracked and args.max_videos:
@@ -589,17 +596,18 @@ def cmd_track(args) -> int:
         "errors": errors,
         "summary": track_report.summarize(entries, errors),
     }
-    if args.out:
-        write_report(report, args.out)
+    written = write_or_rescue(args.out, report, "track") if args.out else True
     if not args.quiet:
         print(track_report.format_table(report))
         if report["summary"]["n_videos"]:
             print(f"videos: {args.video}")
-        if args.out:
+        if args.out and written:
             print(f"report: {args.out}")
     elif errors:
         for e in errors:
             print(f"rlpf track: {e['source']}: {e['error']}", file=sys.stderr)
+    if not written:
+        return EXIT_WRITE_FAILED
     return 1 if errors else 0
 
 
@@ -610,19 +618,11 @@ def _tracker_config():
 
 
 def cmd_train_tracker(args) -> int:
-    from rlpf.clips import ClipError
-    from rlpf.config import ConfigError, load_config
-    from rlpf.envs.worlds import UnknownWorldError
-    from rlpf.policies.learned_tracker import TrackerLoadError, TrackerTrainConfig, train_tracker
+    from rlpf.config import load_config
+    from rlpf.policies.learned_tracker import TrackerTrainConfig, train_tracker
 
-    try:
-        cfg = load_config(TrackerTrainConfig, args.config, args.overrides)
-        summary = train_tracker(cfg, args.out, progress=not args.quiet)
-    except (ConfigError, ClipError, TrackerLoadError, UnknownWorldError, ValueError, FileNotFoundError) as e:
-        print(f"rlpf train-tracker: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    cfg = load_config(TrackerTrainConfig, args.config, args.overrides)
+    summary = train_tracker(cfg, args.out, progress=not args.quiet)
     t = summary["timings"]
     if summary.get("cached"):
         print(f"{cfg.world} tracker in {args.out} already trained ({summary.get('num_timesteps', t.get('steps', 0)):,} "
@@ -644,18 +644,18 @@ def _control_config():
 
 
 def cmd_eval_control(args) -> int:
-    from rlpf.control_eval import PolicyLoadError, PolicyMismatchError, UnknownEnvError, evaluate, load_policy
-    from rlpf.run_dir import write_json
+    from rlpf.control_eval import evaluate, load_policy
+    from rlpf.outputs import EXIT_WRITE_FAILED, check_output_dir, check_output_file, write_or_rescue
 
-    try:
-        policy = load_policy(args.policy, args.env)
-        report = evaluate(policy, args.env, args.episodes, args.seed, args.video, args.video_episodes,
-                          label=os.path.basename(os.path.normpath(args.policy)), progress=not args.quiet)
-    except (UnknownEnvError, PolicyLoadError, PolicyMismatchError, ValueError) as e:
-        print(f"rlpf eval-control: {e}", file=sys.stderr)
-        return 2
     if args.out:
-        write_json(args.out, report)
+        check_output_file(args.out, inputs=[args.policy])
+    if args.video and args.video_episodes:
+        check_output_dir(args.video, inputs=[args.policy], what="--video")
+    policy = load_policy(args.policy, args.env)
+    report = evaluate(policy, args.env, args.episodes, args.seed, args.video, args.video_episodes,
+                      label=os.path.basename(os.path.normpath(args.policy)), progress=not args.quiet)
+    if args.out and not write_or_rescue(args.out, report, "eval-control"):
+        return EXIT_WRITE_FAILED
     print(f"{args.env} {args.policy}: success {report['success_rate']:.2f} ({report['success_rule']}), "
           f"return {report['return_mean']:.2f} +- {report['return_std']:.2f}, final distance "
           f"{report['final_distance_mean']:.3f} m over {report['episodes']} episodes (seeds {args.seed}..)")
@@ -665,18 +665,11 @@ def cmd_eval_control(args) -> int:
 
 
 def cmd_control(args) -> int:
-    from rlpf.config import ConfigError, load_config
+    from rlpf.config import load_config
     from rlpf.control import ControlConfig, format_table, run_control
-    from rlpf.control_eval import PolicyLoadError, PolicyMismatchError, UnknownEnvError
 
-    try:
-        cfg = load_config(ControlConfig, args.config, args.overrides)
-        report = run_control(cfg, args.out, progress=not args.quiet)
-    except (ConfigError, UnknownEnvError, PolicyLoadError, PolicyMismatchError, FileNotFoundError, ValueError) as e:
-        print(f"rlpf control: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    cfg = load_config(ControlConfig, args.config, args.overrides)
+    report = run_control(cfg, args.out, progress=not args.quiet)
     print(format_table(report))
     print(f"report: {os.path.join(args.out, 'report.json')}  ({report['timings']['total_s']:.0f} s)")
     return 0

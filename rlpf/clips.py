@@ -1,4 +1,4 @@
-"""Clips: MuJoCo scene states over time, and their .npz file format (see DESIGN.md).
+"""Clips: MuJoCo scene states over time, and their .npz file format (see docs/clip-format.md).
 
     qpos     float [T, nq] or [N, T, nq]   generalized positions in the world model's order
     fps      scalar > 0
@@ -8,15 +8,30 @@
 """
 from __future__ import annotations
 
-from rlpf.errors import RLPFError
-
 import os
+import stat
 import zipfile
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 import mujoco
 import numpy as np
+
+from rlpf.errors import RLPFError
+
+CLIP_KEYS = ("qpos", "fps", "world", "prompt", "actions")
+"""The only keys of a clip file rlpf reads; any other key is ignored and never decompressed."""
+MAX_FRAMES = 10_000
+"""Longest clip accepted (scoring holds ~60 KB per frame: 10k frames ~0.6 GB). Split longer motion
+into windows of at most this many frames."""
+MIN_FPS, MAX_FPS = 1.0, 1000.0
+"""Frame rates accepted: below 1 fps the frames are not motion, and tracking would simulate hours."""
+MAX_SECONDS = 600.0
+"""Longest clip duration accepted (tracking simulates every second of it)."""
+MAX_ARRAY_BYTES = 1 << 30
+"""Largest uncompressed qpos / actions array of one file (a batch of many clips)."""
+MAX_TEXT_BYTES = 1 << 20
+"""Largest uncompressed world / prompt entry of one file."""
 
 
 class ClipError(RLPFError, ValueError):
@@ -72,8 +87,15 @@ def load_clips(path: str) -> list[Clip]:
 
     Checks the file's own structure; ``validate`` checks a clip against a world.
     """
-    if not os.path.exists(path):
-        raise ClipError(path, "file not found")
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise ClipError(path, "file not found") from None
+    except OSError as e:
+        raise ClipError(path, f"cannot read: {e.strerror or e}") from None
+    if not stat.S_ISREG(mode):  # a FIFO or device named *.npz would block or stream forever
+        raise ClipError(path, "not a regular file")
+    _check_sizes(path)
     try:
         z = np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
@@ -81,12 +103,13 @@ def load_clips(path: str) -> list[Clip]:
     if not isinstance(z, np.lib.npyio.NpzFile):
         raise ClipError(path, "not an .npz archive (a bare .npy array?): save clips with np.savez or rlpf.clips.save_clips")
     try:
-        with z:
-            data = {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        with z:  # only the contract's keys: a junk key is never decompressed
+            data = {k: z[k] for k in CLIP_KEYS if k in z.files}
+            keys = sorted(z.files)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as e:
         raise ClipError(path, f"unreadable .npz file ({type(e).__name__}: {e})") from None
     if "qpos" not in data:
-        raise ClipError(path, f"no 'qpos' array (keys: {sorted(data)})")
+        raise ClipError(path, f"no 'qpos' array (keys: {keys}; a clip has {list(CLIP_KEYS)})")
     qpos = data["qpos"]
     if qpos.ndim not in (2, 3) or not np.issubdtype(qpos.dtype, np.number):
         raise ClipError(path, f"'qpos' must be a numeric [T, nq] or [N, T, nq] array, got shape {qpos.shape} {qpos.dtype}")
@@ -98,6 +121,7 @@ def load_clips(path: str) -> list[Clip]:
         raise ClipError(path, f"'fps' must be one number, got {data['fps']!r}") from None
     if not np.isfinite(fps) or fps <= 0:
         raise ClipError(path, f"'fps' must be positive, got {fps}")
+    _check_rate_and_length(path, fps, qpos.shape[-2])
     world = str(data["world"]) if "world" in data else None
     batch = qpos.ndim == 3
     n = qpos.shape[0] if batch else 1
@@ -116,6 +140,49 @@ def load_clips(path: str) -> list[Clip]:
             source=f"{path}#{i}" if batch else path,
         ))
     return clips
+
+
+def _check_sizes(path: str) -> None:
+    """Refuse, before decompressing anything, arrays larger than the limits above.
+
+    The shape is read from each .npy header inside the archive (the data is not touched), so a
+    million-frame clip or a compressed junk array costs nothing to refuse.
+    """
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+            for key in CLIP_KEYS:
+                name = key + ".npy"
+                if name not in names:
+                    continue
+                with zf.open(name) as f:
+                    version = np.lib.format.read_magic(f)
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)  # 3.0 differs only in text encoding
+                    shape, _, dtype = read_header(f)
+                nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+                limit = MAX_TEXT_BYTES if key in ("world", "prompt") else MAX_ARRAY_BYTES
+                if nbytes > limit:
+                    raise ClipError(path, f"'{key}' is {nbytes / 2**20:.0f} MiB uncompressed (shape {shape}); "
+                                          f"the limit is {limit / 2**20:.0f} MiB")
+                if key == "qpos" and len(shape) in (2, 3) and shape[-2] > MAX_FRAMES:
+                    raise ClipError(path, f"{shape[-2]} frames per clip; at most {MAX_FRAMES} are accepted "
+                                          "(split the motion into shorter clips)")
+    except ClipError:
+        raise
+    except zipfile.BadZipFile:
+        return  # not a zip: np.load below says what it is
+    except (ValueError, OSError, EOFError) as e:
+        raise ClipError(path, f"unreadable .npz file ({type(e).__name__}: {e})") from None
+
+
+def _check_rate_and_length(source: str, fps: float, frames: int) -> None:
+    if not MIN_FPS <= fps <= MAX_FPS:
+        raise ClipError(source, f"fps {fps:g} is outside the accepted {MIN_FPS:g}-{MAX_FPS:g}")
+    if frames > MAX_FRAMES:
+        raise ClipError(source, f"{frames} frames; at most {MAX_FRAMES} are accepted (split the motion into shorter clips)")
+    if (frames - 1) / fps > MAX_SECONDS:
+        raise ClipError(source, f"{(frames - 1) / fps:.0f} s long; at most {MAX_SECONDS:g} s are accepted")
 
 
 def _per_clip(path, value, n, batch, key):
@@ -144,6 +211,7 @@ def validate(clip: Clip, model: mujoco.MjModel, world_name: str = "") -> Clip:
         raise ClipError(clip.source, f"qpos has {bad.sum()} non-finite values (first at frame {t}, coordinate {j})")
     if not (np.isfinite(clip.fps) and clip.fps > 0):
         raise ClipError(clip.source, f"fps must be positive, got {clip.fps}")
+    _check_rate_and_length(clip.source, float(clip.fps), q.shape[0])
     if clip.actions is not None:
         a = clip.actions
         if a.ndim != 2 or a.shape[0] != q.shape[0] or a.shape[1] != model.nu:

@@ -267,7 +267,7 @@ def evaluate(policy, env_id: str, episodes: int = 20, seed: int = 1000, video_di
 
     task = get_task(env_id)
     if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
+        raise RLPFError(f"episodes must be >= 1, got {episodes}")
     check_policy(policy, env_id)
     env = make_env(env_id, render_size=video_size if video_dir and video_episodes > 0 else None)
     fps = 1.0 / env.unwrapped.dt

@@ -33,6 +33,7 @@ from torch import nn
 
 from rlpf.clips import Clip
 from rlpf.motion_features import MotionFeatures
+from rlpf.motion_tokenizer import CheckpointError
 
 CONFIG_FILE = "motion_evaluator.json"
 WEIGHTS_FILE = "motion_evaluator.pt"
@@ -172,11 +173,11 @@ class MotionTextEvaluator(nn.Module):
             cfg = EvaluatorConfig(**meta["config"])
             model = cls(meta["world"], meta["fps"], meta["vocab"], cfg)
         except (ValueError, KeyError, TypeError, AttributeError) as e:
-            raise ValueError(f"{cpath}: corrupt motion evaluator config ({type(e).__name__}: {e})") from None
+            raise CheckpointError(cpath, f"corrupt motion evaluator config ({type(e).__name__}: {e})") from None
         try:
             model.load_state_dict(torch.load(wpath, map_location="cpu", weights_only=True))
         except Exception as e:  # torch raises assorted types (pickle, zip, RuntimeError) for a bad file
-            raise ValueError(f"{wpath}: corrupt motion evaluator weights ({type(e).__name__}: {str(e)[:200]})") from None
+            raise CheckpointError(wpath, f"corrupt motion evaluator weights ({type(e).__name__}: {str(e)[:200]})") from None
         if world is not None:
             model.check_world(world, what=f"requested world {world!r}")
         return model.eval()
