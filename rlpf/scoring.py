@@ -2,8 +2,8 @@
 
 Data flow: files -> load_clips -> validate against the world -> [tracking pass, with trackers]
 -> reward plugins (evaluate_rewards) -> per-clip score (weighted total) and plausible flag -> report
-dict (DESIGN.md contract). A bad file or a plugin failing on one clip becomes an entry in
-``errors``; the rest are scored.
+dict (the contract: docs/report-format.md). A bad file or a plugin failing on one clip becomes an
+entry in ``errors``; the rest are scored.
 
 With ``trackers`` (``rlpf score --tracker pd``), every clip is also replayed by each tracker (in
 parallel worker processes, one pass per clip and tracker shared by the plugins): the first tracker

@@ -2,8 +2,9 @@
 
 A training sequence is ``<bos> walk forward fast <motion> m12 m503 ... m7 <eos>``: prompt words,
 a separator, then one motion code per ``downsample`` frames. Motion codes are ordinary vocabulary
-words (``m0`` ... ``m{K-1}``), not special tokens, so TRL keeps them in completions (DESIGN.md).
-Sampling is restricted to motion codes after ``<motion>``, so every sample decodes to a clip.
+words (``m0`` ... ``m{K-1}``), not special tokens, so TRL keeps them in completions (it decodes them
+with ``skip_special_tokens=True``). Sampling is restricted to motion codes after ``<motion>``, so
+every sample decodes to a clip.
 
 Saved as one directory: the LM (``save_pretrained``), its text tokenizer (``tokenizer.json`` ...),
 the motion tokenizer (``motion_tokenizer.*``) and ``world_model.json`` (world, frame rate, length).
