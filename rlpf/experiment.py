@@ -41,9 +41,11 @@ class RLPFConfig:
     base_run: str = "runs/ant"
     """Pretraining run directory of the base model (data, model/, evaluator/, heldout.npz)."""
     tracker: str = "pd"
-    """Tracker whose success is rewarded (rlpf) or filtered on (sft_filter): pd or learned."""
+    """Tracker whose success is rewarded (rlpf) or filtered on (sft_filter): pd, learned (the one in
+    tracker_run, trained there if missing) or a trained tracker's run directory."""
     eval_trackers: list = field(default_factory=lambda: ["pd", "learned"])
-    """Trackers the report measures success with; the reward tracker is always measured and comes first."""
+    """Trackers the report measures success with (pd, learned or run directories); the reward tracker
+    is always measured and comes first."""
     tracker_config: str = "experiments/configs/tracker_ant.yaml"
     """Training config of the learned tracker (trained when tracker_run holds none)."""
     tracker_run: str = "runs/tracker-ant"
@@ -74,9 +76,9 @@ class RLPFConfig:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if isinstance(self.eval_trackers, str):
             self.eval_trackers = [self.eval_trackers]
-        for t in [self.tracker, *self.eval_trackers]:
-            if t not in ("pd", "learned"):
-                raise ValueError(f"tracker {t!r}: use 'pd' or 'learned' (the learned tracker lives in tracker_run)")
+        for name, specs in (("tracker", [self.tracker]), ("eval_trackers", self.eval_trackers)):
+            for spec in specs:
+                _check_tracker(name, spec, self.world)
         if not isinstance(self.weights, dict) or not self.weights:
             raise ValueError(f"weights must be a non-empty mapping of reward term -> weight, got {self.weights!r}")
         if self.eval_per_prompt < 1 or self.workers < 0:
@@ -88,6 +90,23 @@ class RLPFConfig:
 
     def tracker_spec(self, name: str) -> str:
         return self.tracker_run if name == "learned" else name
+
+
+def _check_tracker(field_name: str, spec, world: str) -> None:
+    """``pd``, ``learned`` (trained into tracker_run when missing) or a trained tracker's run directory,
+    which is loaded here exactly as ``rlpf score --tracker RUN_DIR`` loads it: a directory that holds
+    no tracker, or one for another world, is refused before any work. Raises TrackerError."""
+    from rlpf.tracking import TrackerError, load_tracker
+
+    if spec in ("pd", "learned"):
+        return
+    if not isinstance(spec, str) or not os.path.isdir(spec):
+        raise TrackerError(f"{field_name}: tracker {spec!r} is not 'pd', 'learned' (the learned tracker in "
+                           "tracker_run) or the run directory of a trained tracker")
+    try:
+        load_tracker(spec, world)
+    except TrackerError as e:
+        raise TrackerError(f"{field_name}: {e}") from None
 
 
 def _say(msg: str) -> None:
@@ -138,6 +157,9 @@ def train_rlpf(cfg: RLPFConfig, run_dir: str, progress: bool = True) -> dict:
     from rlpf.run_dir import claim_run_dir, read_json
     from rlpf.world_model import WorldModel
 
+    stored = finished_report(cfg, run_dir)
+    if stored is not None:  # the same experiment, trained and evaluated already: nothing to do or write
+        return stored
     os.makedirs(run_dir, exist_ok=True)
     claim_run_dir(cfg, run_dir, may_change=EVALUATION_FIELDS, introduced=INTRODUCED_FIELDS)
     timings: dict[str, float] = {}
@@ -190,11 +212,34 @@ def train_rlpf(cfg: RLPFConfig, run_dir: str, progress: bool = True) -> dict:
 
     report = {"method": cfg.method, "world": cfg.world, "reward_tracker": cfg.tracker, "eval_trackers": cfg.trackers(),
               "weights": cfg.weights, "n_per_prompt": cfg.eval_per_prompt, "seed": cfg.eval_seed,
+              "evaluation": evaluation_settings(cfg),
               "before": before, "after": after, "change": compare(before, after), "training": training,
               "timings": {k: round(v, 1) for k, v in timings.items()},
               "samples": {k: os.path.relpath(v, run_dir) for k, v in samples.items()}, "videos": videos}
     write_report(run_dir, report)
     return report
+
+
+def evaluation_settings(cfg: RLPFConfig) -> dict:
+    """The EVALUATION_FIELDS of ``cfg`` as JSON has them: report.json records what it was made with."""
+    import json
+
+    return json.loads(json.dumps({name: getattr(cfg, name) for name in EVALUATION_FIELDS}))
+
+
+def finished_report(cfg: RLPFConfig, run_dir: str) -> dict | None:
+    """RUN's report when RUN holds this very experiment (the same RUN/config.yaml), trained and
+    evaluated with ``cfg``'s evaluation fields; None when anything is left to do (or the config
+    differs: refused by the caller). A report that does not record its evaluation fields is redone."""
+    from rlpf.run_dir import config_changes, read_json
+
+    if not os.path.isfile(os.path.join(run_dir, "config.yaml")) or config_changes(cfg, run_dir, INTRODUCED_FIELDS):
+        return None
+    report = read_json(os.path.join(run_dir, "report.json"))
+    trained = cfg.method == "base" or os.path.isfile(os.path.join(run_dir, "model", "world_model.json"))
+    if trained and report.get("method") == cfg.method and report.get("evaluation") == evaluation_settings(cfg):
+        return report
+    return None
 
 
 def step_time_breakdown(history: list[dict]) -> dict:

@@ -95,10 +95,12 @@ class PhysicalFeedback:
         """``{"terms": {name: [float | nan]}, "errors": {i: message}}`` for the clips, in order."""
         return self._collect(self._submit(clips))
 
-    def _submit(self, clips: Sequence[Clip]) -> list:
+    def _submit(self, clips: Sequence[Clip], context: dict | None = None) -> list:
         """Start scoring ``clips`` in the workers: ``[(job, future)]``; with no workers the future is
-        None and the job runs here when collected."""
-        jobs = [(self.world, self.tracker, self.terms, [(c.qpos, c.fps, c.prompt, c.source) for c in clips[i:i + self.chunk]])
+        None and the job runs here when collected. ``context``: extra keyword arguments for every
+        plugin (the training step, see ``reward_functions``)."""
+        jobs = [(self.world, self.tracker, self.terms, [(c.qpos, c.fps, c.prompt, c.source) for c in clips[i:i + self.chunk]],
+                 context or {})
                 for i in range(0, len(clips), self.chunk)]
         if self.workers > 0 and jobs:
             pool = self._get_pool()
@@ -118,29 +120,35 @@ class PhysicalFeedback:
         self.work_seconds += sum(part.get("seconds", 0.0) for part in parts)
         return {"terms": terms, "errors": errors}
 
-    def prefetch(self, wm, prompts: Sequence[str], completion_ids: Sequence[Sequence[int]]) -> None:
+    def prefetch(self, wm, prompts: Sequence[str], completion_ids: Sequence[Sequence[int]],
+                 trainer_state=None, step: int | None = None) -> None:
         """Start scoring completions in the workers and return at once; ``score_completions`` with the
         same arguments later waits for the result. This is how the trainer overlaps the physics of
-        the next generated batch with the update on the current one."""
+        the next generated batch with the update on the current one. ``trainer_state`` / ``step``:
+        the training state when the batch was sampled (passed to the plugins, see ``reward_functions``)."""
         key = _batch_key(prompts, completion_ids)
         if key not in self._batches:
-            self._batches[key] = self._decode_and_submit(wm, prompts, completion_ids)
+            self._batches[key] = self._decode_and_submit(wm, prompts, completion_ids,
+                                                         _training_context(trainer_state, step))
 
-    def score_completions(self, wm, prompts: Sequence[str], completion_ids: Sequence[Sequence[int]]) -> dict:
+    def score_completions(self, wm, prompts: Sequence[str], completion_ids: Sequence[Sequence[int]],
+                          trainer_state=None) -> dict:
         """Decode completions of ``wm`` for the given prompt texts and score them (cached per batch).
 
         A completion that is not exactly ``wm.n_tokens`` motion codes cannot be a clip: every term is
-        NaN for it and it is counted as excluded.
+        NaN for it and it is counted as excluded. ``trainer_state``: TRL's, passed to the plugins
+        when the batch is scored now (not when it was prefetched).
         """
         key = _batch_key(prompts, completion_ids)
-        batch = self._batches.pop(key, None) or self._decode_and_submit(wm, prompts, completion_ids)
+        batch = self._batches.pop(key, None) or self._decode_and_submit(wm, prompts, completion_ids,
+                                                                        _training_context(trainer_state))
         if "result" not in batch:
             batch["result"] = self._assemble(batch)
         # the reward functions of one batch ask in turn; older batches are done with
         self._batches = {key: batch, **{k: b for k, b in self._batches.items() if "result" not in b}}
         return batch["result"]
 
-    def _decode_and_submit(self, wm, prompts, completion_ids) -> dict:
+    def _decode_and_submit(self, wm, prompts, completion_ids, context: dict | None = None) -> dict:
         n = len(completion_ids)
         codes, ok, errors = np.zeros((n, wm.n_tokens), dtype=np.int64), np.zeros(n, bool), {}
         for i, ids in enumerate(completion_ids):
@@ -158,7 +166,7 @@ class PhysicalFeedback:
                 clips.append(Clip(qpos=qpos[j], fps=wm.fps, world=wm.world, prompt=command_of(prompts[i]),
                                   source=f"completion:{i}"))
                 index.append(i)
-        return {"n": n, "clips": clips, "index": index, "errors": errors, "handle": self._submit(clips)}
+        return {"n": n, "clips": clips, "index": index, "errors": errors, "handle": self._submit(clips, context)}
 
     def _assemble(self, batch: dict) -> dict:
         n, index, errors = batch["n"], batch["index"], dict(batch["errors"])
@@ -185,11 +193,15 @@ class PhysicalFeedback:
         """One TRL reward function per term (its ``__name__`` is the term) and their weights.
 
         Unweighted terms get weight 0: logged by TRL as ``rewards/<term>/mean``, not optimized.
+        TRL calls them with its ``trainer_state``; every plugin then gets ``step`` (the trainer's
+        ``global_step`` when the batch was sampled: scored ahead, one generated batch before the
+        updates that use it) and ``trainer_state`` (a copy taken then) as keyword arguments, in the
+        worker processes as in this one.
         """
         funcs = []
         for name in self.terms:
             def fn(prompts, completions, completion_ids, _name=name, **kwargs):
-                result = self.score_completions(wm, prompts, completion_ids)
+                result = self.score_completions(wm, prompts, completion_ids, trainer_state=kwargs.get("trainer_state"))
                 if _name == self.terms[0] and "log_metric" in kwargs:
                     kwargs["log_metric"]("rewards/excluded_samples", float(len(result["errors"])))
                 return [None if math.isnan(v) else v for v in result["terms"][_name]]
@@ -253,6 +265,17 @@ def command_of(prompt_text: str) -> str:
     return prompt_text.replace(SEPARATOR, " ").replace("<bos>", " ").strip()
 
 
+def _training_context(trainer_state=None, step: int | None = None) -> dict:
+    """``{"step", "trainer_state"}`` for the plugins, taken now: a batch scored later (in a worker, or
+    ahead of its updates) still sees the state it was sampled in. {} outside training."""
+    if trainer_state is None and step is None:
+        return {}
+    import copy
+
+    step = int(trainer_state.global_step if step is None else step)
+    return {"step": step, "trainer_state": copy.deepcopy(trainer_state)}
+
+
 def _batch_key(prompts, completion_ids) -> tuple:
     return tuple(prompts), tuple(tuple(int(t) for t in c) for c in completion_ids)
 
@@ -272,7 +295,8 @@ def _score_chunk(job) -> dict:
     from rlpf.tracking import load_tracker
 
     t0 = time.perf_counter()
-    world, tracker_spec, terms, items = job
+    world, tracker_spec, terms, items = job[:4]
+    context = job[4] if len(job) > 4 else {}  # the training step (see PhysicalFeedback.reward_functions)
     cw = compile_world(world)
     if (world, tracker_spec) not in _TRACKERS:
         _TRACKERS[(world, tracker_spec)] = load_tracker(tracker_spec, world)
@@ -283,7 +307,7 @@ def _score_chunk(job) -> dict:
     try:
         table = evaluate_rewards(clips, {name: 0.0 for name in terms}, world=cw,
                                  prompts=[c.prompt for c in clips], tracker=_TRACKERS[(world, tracker_spec)],
-                                 tracker_workers=1)
+                                 tracker_workers=1, **context)
     except Exception as e:  # noqa: BLE001 - one bad chunk must not stop training
         return {"n": n, "terms": out_terms, "errors": {i: f"{type(e).__name__}: {e}" for i in range(n)},
                 "seconds": time.perf_counter() - t0}

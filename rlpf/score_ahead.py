@@ -31,8 +31,9 @@ class ScoreAhead:
     """Mixin for TRL's ``GRPOTrainer`` (put it before the trainer in the bases).
 
     ``overlap_scoring``: False runs the plain synchronous GRPO step. ``prefetch_rewards(prompts,
-    completion_ids)``: starts scoring a batch in the background; the reward functions must return
-    its result when TRL later calls them with the same arguments (``PhysicalFeedback.prefetch``).
+    completion_ids, step=)``: starts scoring a batch (sampled at ``step``) in the background; the
+    reward functions must return its result when TRL later calls them with the same arguments
+    (``PhysicalFeedback.prefetch``).
     """
 
     overlap_scoring = True
@@ -81,7 +82,7 @@ class ScoreAhead:
 
     def _prefetch(self, batch: dict) -> None:
         if self.prefetch_rewards is not None:
-            self.prefetch_rewards([x["prompt"] for x in batch["inputs"]], batch["generated"][1])
+            self.prefetch_rewards([x["prompt"] for x in batch["inputs"]], batch["generated"][1], step=batch["step"])
 
     def _behaviour_logps(self, prompt_ids: list, completion_ids: list) -> torch.Tensor:
         """Per-token log-probabilities of the completions under the current policy, on the same padded

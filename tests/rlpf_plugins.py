@@ -32,3 +32,11 @@ def dies_on_completion_2(clips, **_):
     if any(c.source == "completion:2" for c in clips):
         os._exit(3)
     return [0.0] * len(clips)
+
+
+def step_seen(clips, *, step=None, trainer_state=None, **_):
+    """The training step in the plugin context, per clip (-1 without one): in ``rlpf train`` every
+    plugin gets ``step`` and TRL's ``trainer_state``; a batch of one generation shares one step."""
+    if trainer_state is not None and not hasattr(trainer_state, "global_step"):
+        raise TypeError(f"trainer_state is a {type(trainer_state).__name__}, not TRL's TrainerState")
+    return [-1.0 if step is None else float(step)] * len(clips)

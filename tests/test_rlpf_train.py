@@ -98,11 +98,41 @@ def test_every_reward_term_is_its_own_series_and_the_total_is_their_weighted_sum
     assert report["training"]["steps"] == 4 and 0 <= report["training"]["scoring_fraction"] <= 1
 
 
-def test_rerun_of_a_finished_run_is_cached_and_another_config_is_refused(base, run):
+def files_of(root):
+    """{relative path: (mtime_ns, sha256)} of every file under ``root`` but the run lock (bookkeeping
+    of who runs there, touched by every run)."""
+    import hashlib
+
+    import rlpf.run_dir
+
+    out = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            if name == getattr(rlpf.run_dir, "LOCK_FILE", None):
+                continue
+            path = os.path.join(folder, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, root)] = (os.stat(path).st_mtime_ns, hashlib.sha256(f.read()).hexdigest())
+    return out
+
+
+def test_rerun_of_a_finished_run_is_cached_and_another_config_is_refused(base, run, monkeypatch):
+    import rlpf.grpo
+    import rlpf.rlpf_report
+
     out, report = run
+    before = files_of(out)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a finished run must not train or evaluate again")
+
+    for module, name in ((rlpf.grpo, "finetune"), (rlpf.rlpf_report, "measure"), (rlpf.rlpf_report, "render_videos")):
+        monkeypatch.setattr(module, name, fail)
     cfg = load_config(RLPFConfig, None, rlpf_overrides(base))
     again = train_rlpf(cfg, str(out), progress=False)
-    assert again["after"]["tracking_success"] == report["after"]["tracking_success"]
+    assert again == json.loads((out / "report.json").read_text())
+    assert again["method"] == "rlpf" and again["training"]["steps"] == report["training"]["steps"] == 4
+    assert files_of(out) == before, "a rerun of a finished run wrote into its run directory"
     with pytest.raises(ConfigError, match="different config"):
         train_rlpf(load_config(RLPFConfig, None, rlpf_overrides(base, ["grpo.beta=0.5"])), str(out), progress=False)
 
@@ -249,3 +279,115 @@ def test_experiment_configs_load(name):
     assert cfg.trackers()[0] == cfg.tracker and cfg.world in ("ant", "pusher")
     if name == "rlpf_ant_learned_reward":
         assert cfg.trackers() == ["learned", "pd"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# the training step in the plugin context; trackers given as run directories; the other methods
+
+
+@pytest.fixture(scope="module")
+def tracker_run(tmp_path_factory):
+    """A learned ant tracker trained for 256 steps on a 6-clip library (its run directory)."""
+    from rlpf.clips import save_clips
+    from rlpf.policies.learned_tracker import TrackerTrainConfig, train_tracker
+    from rlpf.policies.scripted import SmoothRandom
+    from rlpf.simulate import simulate
+
+    root = tmp_path_factory.mktemp("tracker")
+    save_clips(str(root / "lib" / "ant.npz"), [simulate("ant", SmoothRandom(0.5), 40, seed=s) for s in range(6)])
+    cfg = TrackerTrainConfig(data=str(root / "lib"), val_fraction=0.34, total_timesteps=256, n_envs=2, vec_env="dummy",
+                             n_steps=64, batch_size=64, n_epochs=1, net_arch=[32, 32], checkpoint_every=128,
+                             eval_clips=1)
+    train_tracker(cfg, str(root / "run"), progress=False)
+    return str(root / "run")
+
+
+def test_plugins_get_the_step_of_trls_trainer_state_in_the_workers_and_here(base):
+    from transformers import TrainerState
+
+    from rlpf.world_model import WorldModel
+
+    sys.path.insert(0, HERE)
+    wm = WorldModel.from_pretrained(str(base / "base"))
+    rng = np.random.default_rng(1)
+    batches = [[[int(t) for t in rng.integers(wm.code_offset, wm.code_offset + wm.n_codes, wm.n_tokens)]
+                for _ in range(4)] for _ in range(3)]
+    prompts = [wm.prompt_text(wm.prompts[0])] * 4
+    weights = {"tracking_success": 10.0, "rlpf_plugins:step_seen": 1.0}
+    for workers in (0, 1):
+        with PhysicalFeedback("ant", weights, workers=workers, chunk=2) as fb:
+            funcs, _ = fb.reward_functions(wm)
+            (seen,) = [f for f in funcs if f.__name__ == "rlpf_plugins.step_seen"]
+            # in turn: TRL calls every reward function with its trainer_state
+            assert seen(prompts, None, batches[0], trainer_state=TrainerState(global_step=6)) == [6.0] * 4
+            # scored ahead: the step the batch was sampled at, even when TRL asks later
+            state = TrainerState(global_step=8)
+            fb.prefetch(wm, prompts, batches[1], trainer_state=state, step=8)
+            state.global_step = 10
+            assert seen(prompts, None, batches[1], trainer_state=state) == [8.0] * 4
+            # outside training (rlpf score, a plain score call): no step in the context
+            assert fb.score_completions(wm, prompts, batches[2])["terms"]["rlpf_plugins:step_seen"] == [-1.0] * 4
+
+
+def test_rlpf_train_with_a_tracker_run_dir_passes_the_training_step_to_plugins(base, tracker_run, tmp_path):
+    """`tracker=RUN_DIR` as in `rlpf score --tracker RUN_DIR`; a plugin weighted in the reward sees the
+    step of each generated batch (scored ahead in a worker: the first two batches are sampled at step 0,
+    the third at step 2)."""
+    sys.path.insert(0, HERE)
+    weights = "weights={tracking_success: 10, tracking_error_m: -10, 'rlpf_plugins:step_seen': 1}"
+    out = tmp_path / "run"
+    code = main(["train", "--quiet", "--out", str(out),
+                 *rlpf_overrides(base, [weights, f"tracker={tracker_run}", "eval_trackers=[pd]", "grpo.steps=6",
+                                        "grpo.save_steps=6", "videos=0", "eval_per_prompt=1", "workers=1"])])
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["reward_tracker"] == tracker_run and report["eval_trackers"] == [tracker_run, "pd"]
+    assert report["after"][f"tracking_success_{tracker_run}"] is not None
+    scalars = tb_scalars(str(out / "tb" / "rlpf"))
+    assert scalars["train/rewards/rlpf_plugins.step_seen/mean"] == [0.0, 0.0, 2.0]
+
+
+def test_tracker_run_dirs_are_checked_when_the_config_is_made(tracker_run, tmp_path):
+    from rlpf.tracking import TrackerError
+
+    cfg = RLPFConfig(tracker=tracker_run, eval_trackers=["pd", tracker_run])
+    assert cfg.trackers() == [tracker_run, "pd"] and cfg.tracker_spec(tracker_run) == tracker_run
+    with pytest.raises(TrackerError, match="tracker: tracker 'nope' is not 'pd', 'learned'"):
+        RLPFConfig(tracker="nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(TrackerError, match=f"eval_trackers: .*{tmp_path / 'empty'}.*no config.yaml"):
+        RLPFConfig(eval_trackers=["pd", str(tmp_path / "empty")])
+    with pytest.raises(TrackerError, match="trained for world 'ant'"):
+        RLPFConfig(world="pusher", tracker=tracker_run, eval_trackers=["pd"])
+    code = main(["train", "--out", str(tmp_path / "r"), "--quiet", f"tracker={tmp_path / 'empty'}"])
+    assert code == 2 and not (tmp_path / "r" / "config.yaml").exists()
+
+
+def test_method_sft_filter_end_to_end(base, tmp_path):
+    out = tmp_path / "sft"
+    code = main(["train", "--quiet", "--out", str(out),
+                 *rlpf_overrides(base, ["method=sft_filter", "sft.samples_per_prompt=4", "sft.steps=4", "sft.batch=4",
+                                        "sft.learning_rate=0.001", "videos=0", "eval_per_prompt=1", "workers=0"])])
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["method"] == "sft_filter" and report["reward_tracker"] == "pd"
+    t = report["training"]
+    assert t["candidates"] == 4 * len(t["kept_per_prompt"]) and 0 < t["kept"] <= t["candidates"]
+    assert t["kept_fraction"] == pytest.approx(t["kept"] / t["candidates"]) and np.isfinite(t["final_loss"])
+    before, after = lm_state(base / "base"), lm_state(out / "model")
+    assert any(not torch.equal(before[k], after[k]) for k in before), "SFT-Filter left the model untouched"
+    assert (out / "samples" / "sft_filter.npz").exists() and "# sft_filter: before / after" in (out / "report.md").read_text()
+
+
+def test_method_base_reports_the_base_model_twice(base, tmp_path):
+    out = tmp_path / "base-only"
+    code = main(["train", "--quiet", "--out", str(out),
+                 *rlpf_overrides(base, ["method=base", "videos=1", "eval_per_prompt=1", "workers=0"])])
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["method"] == "base" and report["training"] == {}
+    # the same model sampled with the same seed: every number agrees and every change is 0
+    assert report["after"] == report["before"]
+    assert report["change"] and all(v == 0 for v in report["change"].values())
+    assert not (out / "model").exists() and not (out / "grpo").exists()
+    assert report["samples"] == {"base": "samples/base.npz"} and len(report["videos"]) == 1
