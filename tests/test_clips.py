@@ -330,3 +330,60 @@ def test_batch_actions_count_mismatch(tmp_path):
     path = tmp_path / "batch_acts.npz"
     np.savez(path, qpos=np.zeros((2, 3, 15)), fps=20.0, actions=np.zeros((1, 3, 8)))
     _expect_clip_error(path, "actions")
+
+
+# ---- bounded memory and time: limits read before anything is decompressed ----------------------------
+
+def _peak_rss_mb_of(code: str) -> tuple[float, str]:
+    """Run ``code`` in a fresh interpreter; its peak resident memory (MB) and stdout."""
+    import subprocess
+    import sys
+
+    wrapped = code + "\nimport resource; print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+    out = subprocess.run([sys.executable, "-c", wrapped], capture_output=True, text=True, timeout=120, check=True).stdout
+    return float(out.rsplit("RSS", 1)[1]), out
+
+
+def test_a_million_frame_clip_is_refused_from_its_header_in_bounded_memory(tmp_path):
+    path = tmp_path / "long.npz"
+    np.savez_compressed(path, qpos=np.zeros((1_000_000, 15)), fps=20.0, world=np.str_("ant"))  # 120 MB of zeros
+    base, _ = _peak_rss_mb_of("import rlpf.clips")
+    peak, out = _peak_rss_mb_of(
+        "from rlpf.clips import load_clips, ClipError\n"
+        f"try:\n    load_clips({str(path)!r})\nexcept ClipError as e:\n    print('REFUSED', e)")
+    assert "REFUSED" in out and "1000000 frames" in out and "at most" in out
+    assert peak - base < 60, f"refusing took {peak - base:.0f} MB"
+
+
+def test_a_compressed_junk_key_is_never_decompressed(tmp_path):
+    path = tmp_path / "junk.npz"
+    np.savez_compressed(path, qpos=np.zeros((64, 15)), fps=20.0, world=np.str_("ant"),
+                        junk=np.zeros(400_000_000, np.uint8))  # 400 MB uncompressed, < 1 MB on disk
+    assert path.stat().st_size < 2_000_000
+    base, _ = _peak_rss_mb_of("import rlpf.clips")
+    peak, out = _peak_rss_mb_of(f"from rlpf.clips import load_clips\nprint(len(load_clips({str(path)!r})))")
+    assert out.startswith("1")
+    assert peak - base < 100, f"loading took {peak - base:.0f} MB: the junk key was decompressed"
+
+
+def test_a_fifo_named_npz_is_refused_not_read(tmp_path):
+    fifo = tmp_path / "clip.npz"
+    os.mkfifo(fifo)
+    _expect_clip_error(fifo, "not a regular file")
+
+
+@pytest.mark.parametrize("fps, frames, why", [(0.01, 64, "outside"), (5000.0, 64, "outside"),
+                                              (10.0, 8000, "at most 600 s")])
+def test_absurd_frame_rates_and_durations_are_refused(tmp_path, fps, frames, why):
+    path = tmp_path / "c.npz"
+    np.savez(path, qpos=np.zeros((frames, 15)), fps=fps, world=np.str_("ant"))
+    _expect_clip_error(path, why)
+
+
+def test_validate_applies_the_same_limits_to_clips_made_in_memory():
+    from rlpf.envs.worlds import compile_world
+
+    model = compile_world("ant").model
+    clip = Clip(qpos=np.tile(model.qpos0, (64, 1)), fps=0.01, source="mem")
+    with pytest.raises(ClipError, match="outside"):
+        validate(clip, model, "ant")

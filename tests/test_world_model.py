@@ -91,3 +91,26 @@ def test_save_load_round_trip_and_errors(wm, tmp_path):
         f.truncate(os.path.getsize(weights) // 2)
     with pytest.raises(CheckpointError, match="cannot load the language model"):
         WorldModel.from_pretrained(path)
+
+
+def test_generate_never_writes_over_its_first_frames_input(wm, tmp_path, capsys):
+    import shutil
+
+    from rlpf.cli import main
+
+    model = str(tmp_path / "model")
+    wm.save_pretrained(model)
+    out = tmp_path / "out"
+    out.mkdir()
+    prompt = wm.prompts[0]
+    first = out / ("_".join(prompt.split()) + ".npz")  # exactly the file generate would write
+    shutil.copy(os.path.join(os.path.dirname(__file__), "..", "rlpf", "examples", "ant_valid.npz"), first)
+    before = first.read_bytes()
+    code = main(["generate", "--checkpoint", model, "--prompt", prompt, "--first-frames", str(first),
+                 "--out", str(out), "--n", "2"])
+    assert code == 2 and "is one of the inputs" in capsys.readouterr().err
+    assert first.read_bytes() == before
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["generate", "--checkpoint", model, "--prompt", prompt, "--out", str(blocker)]) == 2
+    assert "not a directory" in capsys.readouterr().err
