@@ -160,12 +160,24 @@ def test_load_tracker(tmp_path, monkeypatch):
 def test_cross_tracker_report_and_cache(ant_clips):
     clips = [dataclasses.replace(c, cache={}) for c in ant_clips] + [corrupt.levitate(ant_clips[0])]
     stiff, floppy = PDTracker("ant"), PDTracker("ant", kp=1.0, kd=0.0, torque_scale=0.01)
-    report = cross_tracker_report(clips, {"pd": stiff, "floppy": floppy}, workers=1)
+    soft = PDTracker("ant", kp=0.3)
+    report = cross_tracker_report(clips, {"pd": stiff, "floppy": floppy, "soft": soft}, workers=1)
     assert report["n_clips"] == 4
-    assert report["trackers"]["pd"]["success_rate"] == pytest.approx(0.75)
+    ok = {name: [r.success for r in track_clips(clips, t)] for name, t in
+          (("pd", stiff), ("floppy", floppy), ("soft", soft))}
+    # the stiff tracker performs every valid clip and none levitates; the floppy one (1 % of the
+    # torque, no damping) loses at least one valid clip the stiff one keeps, so the two disagree
+    assert ok["pd"] == [True, True, True, False] and not ok["floppy"][3] and not ok["soft"][3]
+    assert report["trackers"]["pd"]["success_rate"] == 0.75 and report["trackers"]["pd"]["n_fell"] == 1
+    assert not all(ok["floppy"][:3])
     pair = report["agreement"]["pd vs floppy"]
-    assert pair["both_succeed"] + pair["both_fail"] + pair["only_pd"] + pair["only_floppy"] == 4
-    assert report["agreement_rate"] == pair["rate"]
+    assert pair == {"rate": sum(a == b for a, b in zip(ok["pd"], ok["floppy"])) / 4,
+                    "both_succeed": sum(a and b for a, b in zip(ok["pd"], ok["floppy"])), "both_fail": 1,
+                    "only_pd": sum(a and not b for a, b in zip(ok["pd"], ok["floppy"])), "only_floppy": 0}
+    assert pair["only_pd"] >= 1 and pair["rate"] < 1
+    # with three trackers the overall rate is the mean of the three pairwise rates
+    rates = [report["agreement"][p]["rate"] for p in ("pd vs floppy", "pd vs soft", "floppy vs soft")]
+    assert len(report["agreement"]) == 3 and report["agreement_rate"] == pytest.approx(np.mean(rates))
     # cached: asking again returns the very same result objects
     first = track_clips(clips, stiff)
     assert all(a is b for a, b in zip(first, track_clips(clips, PDTracker("ant"))))
