@@ -19,8 +19,8 @@ A run directory holds:
                                  weighted terms; rewards/total/mean is what PPO optimizes),
                                  tracking/body_error_m and tracking/early_termination_rate
     RUN/tb/eval/                 eval/<valid|levitate>_<metric>: the held-out evaluation after training
-    RUN/checkpoints/             tracker_<N>_steps.zip + tracker_vecnormalize_<N>_steps.pkl
-    RUN/tracker.zip, RUN/vecnormalize.pkl   the final policy and its observation statistics
+    RUN/checkpoints/             tracker_<N>_steps.zip + tracker_vecnormalize_<N>_steps.json
+    RUN/tracker.zip, RUN/vecnormalize.json  the final policy and its observation statistics
     RUN/tracker_summary.json     timings, throughput and the held-out evaluation
 
 Running the same command again resumes from the newest checkpoint: policy, optimizer, VecNormalize
@@ -29,6 +29,12 @@ the stored summary at once. With a larger ``total_timesteps`` (``rlpf train-trac
 total_timesteps=800000``) a finished run trains on from its last checkpoint to the new total. The environments restart
 their episodes, so a resumed run is close to, not bit-identical with, an uninterrupted one.
 Ctrl-C saves a checkpoint before it stops.
+
+Nothing in a run directory is unpickled (``rlpf.safe_load``): the VecNormalize statistics are JSON
+written by rlpf, and the SB3 zips are read with every cloudpickled entry rebuilt from its readable
+fields. Runs written by older rlpf hold ``vecnormalize.pkl`` pickles instead; loading one refuses with
+the file's name and the way out: retrain, or convert a trusted run once with
+``python -m rlpf.safe_load --trust-and-convert RUN``.
 
 ``LearnedTracker`` runs the policy as numpy arrays (``PolicyArrays``: the VecNormalize statistics and
 the actor MLP, equal to SB3's deterministic ``predict``), so ``Tracker.track``'s forked workers never
@@ -76,7 +82,6 @@ import dataclasses
 import glob
 import hashlib
 import os
-import pickle
 import re
 import sys
 import time
@@ -90,7 +95,12 @@ from rlpf.clips import Clip, clip_files, load_clips, save_clips
 from rlpf.config import ConfigError, load_config
 from rlpf.envs.motion_tracking import MotionTrackingEnv, REWARD_TERMS, TrackingReward, resample
 from rlpf.run_dir import claim_run_dir, read_json, write_json
+from rlpf.safe_load import (StatsFileError, UnsafeFileError, legacy_pickle_error, load_sb3_model, read_vecnormalize,
+                            save_vecnormalize, vecnormalize_from_stats)
 from rlpf.tracking import Tracker, TrackResult, success_threshold
+
+NORM_FILE = "vecnormalize.json"
+LEGACY_NORM_FILE = "vecnormalize.pkl"
 
 
 @dataclass
@@ -213,16 +223,18 @@ def train_tracker(cfg: TrackerTrainConfig, run_dir: str, progress: bool = True) 
       already trained, or any other changed field, is refused (ConfigError).
     """
     summary_path = os.path.join(run_dir, "tracker_summary.json")
-    final_model, final_norm = os.path.join(run_dir, "tracker.zip"), os.path.join(run_dir, "vecnormalize.pkl")
+    final_model, final_norm = os.path.join(run_dir, "tracker.zip"), os.path.join(run_dir, NORM_FILE)
     claim_run_dir(cfg, run_dir, may_change=("total_timesteps",), check=partial(_check_extension, run_dir))
     previous = read_json(summary_path)
-    finished = previous.get("finished") and os.path.exists(final_model) and os.path.exists(final_norm)
+    # a finished run of an older rlpf (vecnormalize.pkl) still answers from its summary; loading it refuses
+    finished = previous.get("finished") and os.path.exists(final_model) and (
+        os.path.exists(final_norm) or os.path.exists(os.path.join(run_dir, LEGACY_NORM_FILE)))
     if finished and "eval" in previous and trained_steps(run_dir) >= cfg.total_timesteps:
         return {**previous, "cached": True}
 
     import torch
     from stable_baselines3 import PPO
-    from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
+    from stable_baselines3.common.callbacks import CallbackList
     from stable_baselines3.common.vec_env import VecNormalize
 
     from rlpf.pretrain import split
@@ -242,9 +254,8 @@ def train_tracker(cfg: TrackerTrainConfig, run_dir: str, progress: bool = True) 
         venv = make_vec_env(cfg, train)
         ckpt = latest_checkpoint(run_dir)
         if ckpt:
-            venv = VecNormalize.load(ckpt[1], venv)
-            venv.training = True
-            model = PPO.load(ckpt[0], env=venv, device="cpu")
+            venv = vecnormalize_from_stats(_read_stats(ckpt[1]), venv, training=True)
+            model = _load_ppo(ckpt[0], env=venv)
         else:
             venv = VecNormalize(venv, norm_obs=True, norm_reward=True, clip_obs=10.0, gamma=cfg.gamma)
             model = PPO("MlpPolicy", venv, learning_rate=cfg.learning_rate, n_steps=cfg.n_steps,
@@ -257,8 +268,7 @@ def train_tracker(cfg: TrackerTrainConfig, run_dir: str, progress: bool = True) 
         start = model.num_timesteps
         remaining = cfg.total_timesteps - start
         callbacks = CallbackList([
-            CheckpointCallback(max(cfg.checkpoint_every // cfg.n_envs, 1), os.path.join(run_dir, "checkpoints"),
-                               name_prefix="tracker", save_vecnormalize=True),
+            CheckpointEvery(max(cfg.checkpoint_every // cfg.n_envs, 1), run_dir),
             RewardTermLogger(),
         ])
         t0 = time.perf_counter()
@@ -274,8 +284,8 @@ def train_tracker(cfg: TrackerTrainConfig, run_dir: str, progress: bool = True) 
             raise
         train_s = time.perf_counter() - t0
         save_checkpoint(model, run_dir)
+        save_vecnormalize(model.get_vec_normalize_env(), final_norm)
         model.save(final_model)
-        model.get_vec_normalize_env().save(final_norm)
         venv.close()
         steps = model.num_timesteps - start
         timings.update(train_s=round(train_s, 1), steps=int(steps),
@@ -389,12 +399,17 @@ def _check_extension(run_dir: str, changes: dict) -> None:
 
 
 def latest_checkpoint(run_dir: str) -> tuple[str, str] | None:
-    """(policy .zip, VecNormalize .pkl) of the newest complete checkpoint in RUN/checkpoints, or None."""
+    """(policy .zip, VecNormalize statistics .json) of the newest complete checkpoint in RUN/checkpoints,
+    or None. A checkpoint of an older rlpf comes back with its ``.pkl`` statistics, which loading refuses
+    (with the way out) rather than skipping it and silently training from an earlier point."""
     found = []
     for path in glob.glob(os.path.join(run_dir, "checkpoints", "tracker_*_steps.zip")):
         m = re.fullmatch(r"tracker_(\d+)_steps\.zip", os.path.basename(path))
-        norm = os.path.join(run_dir, "checkpoints", f"tracker_vecnormalize_{m.group(1)}_steps.pkl") if m else ""
-        if m and os.path.exists(norm):
+        if not m:
+            continue
+        stem = os.path.join(run_dir, "checkpoints", f"tracker_vecnormalize_{m.group(1)}_steps")
+        norm = next((stem + ext for ext in (".json", ".pkl") if os.path.exists(stem + ext)), None)
+        if norm:
             found.append((int(m.group(1)), path, norm))
     if not found:
         return None
@@ -408,9 +423,54 @@ def save_checkpoint(model, run_dir: str) -> str:
     os.makedirs(directory, exist_ok=True)
     n = model.num_timesteps
     path = os.path.join(directory, f"tracker_{n}_steps.zip")
-    model.get_vec_normalize_env().save(os.path.join(directory, f"tracker_vecnormalize_{n}_steps.pkl"))
+    save_vecnormalize(model.get_vec_normalize_env(), os.path.join(directory, f"tracker_vecnormalize_{n}_steps.json"))
     model.save(path)  # the .zip last: latest_checkpoint needs both files
     return path
+
+
+class CheckpointEvery(BaseCallback):
+    """SB3's CheckpointCallback (same cadence: every ``every`` calls, i.e. n_envs steps each) writing
+    ``save_checkpoint``'s files, so the statistics are rlpf's JSON and never a pickle."""
+
+    def __init__(self, every: int, run_dir: str):
+        super().__init__()
+        self.every, self.run_dir = int(every), run_dir
+
+    def _on_step(self) -> bool:
+        if self.n_calls % self.every == 0:
+            save_checkpoint(self.model, self.run_dir)
+        return True
+
+
+def _retrain_hint(norm_path: str) -> str:
+    run = os.path.dirname(os.path.dirname(norm_path)) if os.path.basename(os.path.dirname(norm_path)) == "checkpoints" \
+        else os.path.dirname(norm_path)
+    return f"rlpf train-tracker --config {os.path.join(run or '.', 'config.yaml')} --out NEW_RUN"
+
+
+def _read_stats(norm_path: str) -> dict:
+    """The VecNormalize statistics at ``norm_path`` (rlpf's JSON). Raises TrackerLoadError, also for a
+    pickle of an older rlpf, which is never opened."""
+    if norm_path.endswith(".pkl"):
+        e = legacy_pickle_error(norm_path, _retrain_hint(norm_path))
+        raise TrackerLoadError(e.path, e.problem)
+    try:
+        return read_vecnormalize(norm_path)
+    except (StatsFileError, UnsafeFileError) as e:
+        raise TrackerLoadError(norm_path, e.problem) from None
+
+
+def _load_ppo(model_path: str, env=None):
+    """SB3 PPO from ``model_path`` with no cloudpickle payload decoded (rlpf.safe_load). Raises
+    TrackerLoadError naming the file."""
+    from stable_baselines3 import PPO
+
+    try:
+        return load_sb3_model(PPO, model_path, env=env, device="cpu")
+    except UnsafeFileError as e:
+        raise TrackerLoadError(model_path, e.problem) from None
+    except Exception as e:  # noqa: BLE001 - zipfile, json, torch and KeyError failures all mean a damaged file
+        raise TrackerLoadError(model_path, f"unreadable policy ({type(e).__name__}: {e})") from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -456,23 +516,17 @@ class PolicyArrays:
 
 
 def load_policy(model_path: str, norm_path: str) -> PolicyArrays:
-    """PolicyArrays from an SB3 PPO .zip and its VecNormalize .pkl. Raises TrackerLoadError."""
+    """PolicyArrays from an SB3 PPO .zip and its VecNormalize statistics (.json), nothing unpickled.
+    Raises TrackerLoadError naming the file."""
     import torch
-    from stable_baselines3 import PPO
 
-    try:
-        model = PPO.load(model_path, device="cpu")
-    except Exception as e:  # zipfile, pickle, torch and KeyError failures all mean a damaged file
-        raise TrackerLoadError(model_path, f"unreadable policy ({type(e).__name__}: {e})") from None
-    try:
-        with open(norm_path, "rb") as f:
-            norm = pickle.load(f)
-        mean, var = np.asarray(norm.obs_rms.mean, np.float64), np.asarray(norm.obs_rms.var, np.float64)
-        eps, clip_obs = float(norm.epsilon), float(norm.clip_obs)
-        if not norm.norm_obs:
-            mean, var, eps, clip_obs = np.zeros_like(mean), np.ones_like(var), 0.0, np.inf
-    except Exception as e:
-        raise TrackerLoadError(norm_path, f"unreadable VecNormalize statistics ({type(e).__name__}: {e})") from None
+    stats = _read_stats(norm_path)  # first: a legacy pickle is refused before anything else is read
+    model = _load_ppo(model_path)
+    norm = stats["obs_rms"]
+    mean, var = np.asarray(norm.mean, np.float64), np.asarray(norm.var, np.float64)
+    eps, clip_obs = stats["epsilon"], stats["clip_obs"]
+    if not stats["norm_obs"]:
+        mean, var, eps, clip_obs = np.zeros_like(mean), np.ones_like(var), 0.0, np.inf
     want = model.observation_space.shape
     if mean.shape != want:
         raise TrackerLoadError(norm_path, f"statistics for observations {mean.shape}, the policy takes {want}")
@@ -521,11 +575,14 @@ class LearnedTracker(Tracker):
                 raise TrackerLoadError(run_dir, f"tracker trained for world {self.cfg.world!r}, asked to track {name!r}")
         self.world = self.cfg.world
         if policy is None:
-            model_path, norm_path = os.path.join(run_dir, "tracker.zip"), os.path.join(run_dir, "vecnormalize.pkl")
+            model_path, norm_path = os.path.join(run_dir, "tracker.zip"), os.path.join(run_dir, NORM_FILE)
+            if os.path.isfile(model_path) and not os.path.isfile(norm_path) and \
+                    os.path.isfile(os.path.join(run_dir, LEGACY_NORM_FILE)):
+                norm_path = os.path.join(run_dir, LEGACY_NORM_FILE)  # an older rlpf's run: refused by name
             if not (os.path.isfile(model_path) and os.path.isfile(norm_path)):
                 ckpt = latest_checkpoint(run_dir)
                 if ckpt is None:
-                    raise TrackerLoadError(run_dir, "no trained policy: neither tracker.zip + vecnormalize.pkl "
+                    raise TrackerLoadError(run_dir, f"no trained policy: neither tracker.zip + {NORM_FILE} "
                                                     "nor a checkpoint")
                 model_path, norm_path = ckpt
             policy = load_policy(model_path, norm_path)

@@ -153,7 +153,8 @@ def expert_policy(env_id: str) -> ScriptedPolicy:
 
 
 class SB3Policy:
-    """An SB3 model acting deterministically; ``obs_rms`` is a VecNormalize (its statistics are applied)."""
+    """An SB3 model acting deterministically; ``vecnormalize``: anything with VecNormalize's
+    ``normalize_obs`` (a VecNormalize, or ``rlpf.safe_load.ObsNormalizer`` from saved statistics)."""
 
     def __init__(self, model, vecnormalize=None, env_id: str | None = None):
         self.model, self.vecnormalize, self.env_id = model, vecnormalize, env_id
@@ -170,44 +171,68 @@ class SB3Policy:
 
 
 def save_sb3(model, vecnormalize, path: str, env_id: str, algo: str) -> None:
-    """``path/model.zip`` + ``vecnormalize.pkl`` + ``sb3.json`` (algorithm, task): loadable by ``load_policy``."""
+    """``path/model.zip`` + ``vecnormalize.json`` + ``sb3.json`` (algorithm, task): loadable by ``load_policy``.
+
+    The statistics are rlpf's JSON (``rlpf.safe_load``), not SB3's pickle, so loading never unpickles."""
     import json
 
+    from rlpf.safe_load import save_vecnormalize
+
     os.makedirs(path, exist_ok=True)
-    model.save(os.path.join(path, "model.zip"))
     if vecnormalize is not None:
-        vecnormalize.save(os.path.join(path, "vecnormalize.pkl"))
+        save_vecnormalize(vecnormalize, os.path.join(path, "vecnormalize.json"))
+    model.save(os.path.join(path, "model.zip"))
     with open(os.path.join(path, "sb3.json"), "w") as f:
         json.dump({"algo": algo, "env_id": env_id}, f)
 
 
 def load_sb3(path: str) -> SB3Policy:
+    """An SB3 ``.zip`` (and the ``vecnormalize.json`` beside it), read without unpickling anything:
+    cloudpickled model entries are rebuilt by ``rlpf.safe_load.load_sb3_model``. A ``vecnormalize.pkl``
+    of an older rlpf is refused with how to convert or retrain (PolicyLoadError names the file)."""
     import json
-    import pickle
 
     import stable_baselines3 as sb3
 
+    from rlpf.safe_load import (ObsNormalizer, StatsFileError, UnsafeFileError, legacy_pickle_error, load_sb3_model,
+                                read_vecnormalize)
+
     folder, zip_path = (path, os.path.join(path, "model.zip")) if os.path.isdir(path) else (os.path.dirname(path), path)
+    vn = None
+    vn_path, legacy = os.path.join(folder, "vecnormalize.json"), os.path.join(folder, "vecnormalize.pkl")
+    if not os.path.isfile(vn_path) and os.path.isfile(legacy):
+        e = legacy_pickle_error(legacy, f"delete {folder} and run `rlpf control` again")
+        raise PolicyLoadError(f"policy {e.path}: {e.problem}")
+    if os.path.isfile(vn_path):
+        try:
+            vn = ObsNormalizer(read_vecnormalize(vn_path))
+        except (StatsFileError, UnsafeFileError) as e:
+            raise PolicyLoadError(f"policy {e.path}: {e.problem}") from None
     meta = {}
     if os.path.isfile(os.path.join(folder, "sb3.json")):
-        with open(os.path.join(folder, "sb3.json")) as f:
-            meta = json.load(f)
-    algos = [meta["algo"].upper()] if meta.get("algo") else ["PPO", "SAC", "TD3", "A2C", "DDPG"]
-    errors = []
-    for name in algos:
         try:
-            model = getattr(sb3, name).load(zip_path, device="cpu")
+            with open(os.path.join(folder, "sb3.json")) as f:
+                meta = json.load(f)
+            algos = [str(meta["algo"]).upper()] if meta.get("algo") else []
+        except (OSError, ValueError, TypeError, AttributeError) as e:
+            raise PolicyLoadError(f"policy {os.path.join(folder, 'sb3.json')}: unreadable ({type(e).__name__}: {e})") from None
+        if algos and not hasattr(sb3, algos[0]):
+            raise PolicyLoadError(f"policy {os.path.join(folder, 'sb3.json')}: unknown SB3 algorithm {meta['algo']!r}")
+    else:
+        algos = []
+    errors = []
+    for name in algos or ["PPO", "SAC", "TD3", "A2C", "DDPG"]:
+        try:
+            model = load_sb3_model(getattr(sb3, name), zip_path, device="cpu")
             break
+        except UnsafeFileError as e:
+            if "'policy_class'" not in e.problem:  # the same refusal for every algorithm: say it once
+                raise PolicyLoadError(f"policy {e.path}: {e.problem}") from None
+            errors.append(f"{name}: {e.problem}")
         except Exception as e:  # noqa: BLE001 - SB3 raises many types for a mismatched or damaged zip
             errors.append(f"{name}: {type(e).__name__}: {e}")
     else:
         raise PolicyLoadError(f"policy {zip_path}: not a loadable SB3 model ({'; '.join(errors)})")
-    vn = None
-    vn_path = os.path.join(folder, "vecnormalize.pkl")
-    if os.path.isfile(vn_path):
-        with open(vn_path, "rb") as f:
-            vn = pickle.load(f)
-        vn.training = False
     return SB3Policy(model, vn, meta.get("env_id"))
 
 

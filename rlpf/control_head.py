@@ -420,11 +420,17 @@ def load_policy_file(path: str):
     from rlpf.motion_tokenizer import CheckpointError
     from rlpf.world_model import WorldModel
 
+    from rlpf.safe_load import UnsafeFileError, load_tensors
+
     if not os.path.isfile(path):
         raise PolicyLoadError(f"policy {path}: no such file")
     try:
-        p = torch.load(path, map_location="cpu", weights_only=False)
+        # tensors and plain data only (the file is a dict of str/int/float/dict + state dicts): a
+        # policy file someone shares must not run code when it is opened
+        p = load_tensors(path, what="policy file")
         kind = p["kind"]
+    except UnsafeFileError as e:
+        raise PolicyLoadError(f"policy {path}: {e.problem}") from None
     except Exception as e:  # noqa: BLE001 - torch raises many types for damaged files
         raise PolicyLoadError(f"policy {path}: not a readable rlpf policy file ({type(e).__name__}: {e})") from None
     if kind == "mlp_bc":

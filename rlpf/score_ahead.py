@@ -115,5 +115,7 @@ class ScoreAhead:
         path = os.path.join(checkpoint, PENDING_FILE) if checkpoint else None
         if self.overlap_scoring and path and os.path.isfile(path):
             # our own file, written by _save_checkpoint: token ids, texts and a tensor
-            self._pending = torch.load(path, weights_only=False)
+            from rlpf.safe_load import load_tensors  # tensors and plain data only: a shared run must not run code
+
+            self._pending = load_tensors(path, what="scored-ahead batch")
             self._prefetch(self._pending)

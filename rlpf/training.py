@@ -116,13 +116,22 @@ def run_stage(spec: StageSpec, run_dir: str | None, model: torch.nn.Module,
 
 
 def load_checkpoint(path: str) -> dict:
+    """A stage checkpoint, read as tensors and plain data only (``weights_only=True``): model, optimizer
+    and scheduler state dicts, the generator's state tensor and the step hold nothing else, and a
+    checkpoint in a shared run directory must not run code on resume. Raises CheckpointError."""
     from rlpf.motion_tokenizer import CheckpointError
+    from rlpf.safe_load import UnsafeFileError, load_tensors
 
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = load_tensors(path, what="training checkpoint")
+    except UnsafeFileError as e:
+        raise CheckpointError(path, f"{e.problem}; delete it to restart this stage") from None
     except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError... for damaged files
         raise CheckpointError(path, f"unreadable training checkpoint ({type(e).__name__}: {e}); "
                               "delete it to restart this stage") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(path, f"not a training checkpoint (a {type(state).__name__}); "
+                              "delete it to restart this stage")
     missing = {"model", "optimizer", "scheduler", "generator", "step"} - set(state)
     if missing:
         raise CheckpointError(path, f"training checkpoint lacks {sorted(missing)}")

@@ -5,6 +5,25 @@ import pytest
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
+IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+"""CI (CI=true, as GitHub Actions and most CI services set it) provides headless OpenGL (EGL), so
+there a test that cannot render fails; elsewhere it skips and says why."""
+
+
+def rendering_unavailable(error) -> None:
+    """Skip (or, in CI, fail) a test because offscreen rendering does not work here."""
+    why = f"no offscreen OpenGL rendering with MUJOCO_GL={os.environ.get('MUJOCO_GL')!r}: {error}"
+    if IN_CI:
+        pytest.fail(f"{why} (CI=true: rendering must work; MUJOCO_GL=egl needs libEGL, osmesa needs libOSMesa)",
+                    pytrace=False)
+    pytest.skip(f"{why} (skipped because CI is not set; with CI=true this fails)")
+
+
+@pytest.fixture(scope="session")
+def no_rendering():
+    """``no_rendering(error)``: skip the test, or fail it in CI (see ``rendering_unavailable``)."""
+    return rendering_unavailable
+
 
 @pytest.fixture(scope="session")
 def valid_clips():

@@ -66,3 +66,73 @@ def test_sb3_model_round_trip(tmp_path):
     assert a["per_episode"] == b["per_episode"] and np.isfinite(a["return_mean"])
     with pytest.raises(PolicyMismatchError):
         evaluate(load_policy(str(tmp_path / "ppo"), "Reacher-v5"), "Pusher-v5", episodes=1, progress=False)
+
+
+@pytest.fixture(scope="module")
+def ppo_dir(tmp_path_factory):
+    """A PPO policy directory as `rlpf control` writes it: model.zip, vecnormalize.json, sb3.json."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from rlpf.control_eval import save_sb3
+
+    venv = VecNormalize(make_vec_env("Reacher-v5", n_envs=1, seed=0))
+    model = PPO("MlpPolicy", venv, n_steps=32, batch_size=16, n_epochs=1, seed=0, device="cpu",
+                policy_kwargs=dict(net_arch=[16]))
+    model.learn(64)
+    path = tmp_path_factory.mktemp("sb3") / "ppo"
+    save_sb3(model, venv, str(path), "Reacher-v5", "ppo")
+    venv.training = False
+    return path, model, venv
+
+
+def test_sb3_policy_applies_the_saved_statistics_like_vecnormalize(ppo_dir):
+    path, model, venv = ppo_dir
+    assert sorted(os.listdir(path)) == ["model.zip", "sb3.json", "vecnormalize.json"]  # no pickle written
+    policy = load_policy(str(path), "Reacher-v5")
+    obs = np.random.default_rng(0).normal(0, 3, (8, 10)).astype(np.float32)
+    for o in obs:
+        want = model.predict(venv.normalize_obs(o), deterministic=True)[0]
+        np.testing.assert_array_equal(policy.act(o, None), want)
+
+
+def test_a_policy_directory_with_pickled_statistics_never_runs_them(ppo_dir, tmp_path, capsys):
+    import shutil
+
+    from payloads import pickle_file
+
+    from rlpf.cli import main
+
+    marker = tmp_path / "payload-ran"
+    shared = tmp_path / "shared"
+    shutil.copytree(ppo_dir[0], shared)
+    os.remove(shared / "vecnormalize.json")
+    pickle_file(shared / "vecnormalize.pkl", marker)  # what an older rlpf (SB3's VecNormalize.save) wrote
+    with pytest.raises(PolicyLoadError, match=r"shared/vecnormalize\.pkl: .*older rlpf.*--trust-and-convert"):
+        load_policy(str(shared), "Reacher-v5")
+    assert main(["eval-control", "--env", "Reacher-v5", "--policy", str(shared), "--episodes", "1", "--quiet"]) == 2
+    assert "vecnormalize.pkl" in capsys.readouterr().err
+    pickle_file(shared / "vecnormalize.json", marker)  # a pickle under the new name
+    with pytest.raises(PolicyLoadError, match=r"shared/vecnormalize\.json: .*pickled"):
+        load_policy(str(shared), "Reacher-v5")
+    assert not marker.exists()
+
+
+def test_an_sb3_zip_with_a_serialized_payload_never_runs_it(ppo_dir, tmp_path):
+    from stable_baselines3 import PPO
+
+    from payloads import sb3_zip_with_payload
+
+    marker = tmp_path / "payload-ran"
+    src = ppo_dir[0] / "model.zip"
+    doctored = sb3_zip_with_payload(src, tmp_path / "known.zip", marker, "policy_class")
+    # an entry rlpf rebuilds from its readable fields: the model loads, the payload is never decoded
+    policy = load_policy(doctored, "Reacher-v5")
+    assert (policy.obs_size, policy.act_size) == (10, 2)
+    unknown = sb3_zip_with_payload(src, tmp_path / "unknown.zip", marker, "surprise")
+    with pytest.raises(PolicyLoadError, match=r"unknown\.zip: entry 'surprise' is a pickled Python object"):
+        load_policy(unknown, "Reacher-v5")
+    assert not marker.exists()
+    PPO.load(unknown, device="cpu")  # SB3's plain loader decodes it: the payload is live
+    assert marker.exists()

@@ -128,3 +128,26 @@ def test_training_repeats_for_a_seed(setup, tmp_path):
     m1 = train_mlp_bc(demos, str(tmp_path / "m1"), SPEC, hidden=16, progress=False)
     m2 = train_mlp_bc(demos, str(tmp_path / "m2"), SPEC, hidden=16, progress=False)
     assert all(torch.equal(p, q) for p, q in zip(m1.net.parameters(), m2.net.parameters()))
+
+
+def test_a_payload_policy_file_never_runs(setup, tmp_path, capsys):
+    """policy.pt of a control head carrying a pickled object that would run code: `rlpf eval-control` and
+    load_policy refuse it by name; the genuine file (plain data + tensors) still loads."""
+    from payloads import torch_file
+
+    from rlpf.cli import main
+
+    root, backbone, demos = setup
+    cfg = ControlHeadConfig(n_queries=1, head_hidden=16)
+    train_control_head(backbone, demos, cfg, str(tmp_path / "head"), SPEC, progress=False)
+    real = torch.load(tmp_path / "head" / "policy.pt", weights_only=True)
+    assert real["kind"] == "control_head" and load_policy(str(tmp_path / "head"), "Pusher-v5").env_id == "Pusher-v5"
+    marker = tmp_path / "payload-ran"
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    torch_file(shared / "policy.pt", marker, around=lambda p: {**real, "config": p})
+    with pytest.raises(PolicyLoadError, match=r"shared/policy\.pt: refused: .*names [\w.]*open\)"):
+        load_policy(str(shared), "Pusher-v5")
+    assert main(["eval-control", "--env", "Pusher-v5", "--policy", str(shared), "--episodes", "1", "--quiet"]) == 2
+    assert "shared/policy.pt: refused" in capsys.readouterr().err
+    assert not marker.exists()

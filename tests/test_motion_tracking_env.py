@@ -256,13 +256,13 @@ def test_resume_continues_from_the_last_checkpoint(tiny_run, tmp_path):
         train_tracker(type(cfg)(**{**vars(cfg), "seed": 1}), str(resumed), progress=False)
 
 
-def test_render_rgb_array(ant_clips):
+def test_render_rgb_array(ant_clips, no_rendering):
     env = MotionTrackingEnv("ant", clips=ant_clips[:1], render_mode="rgb_array", width=64, height=48)
     env.reset(seed=0)
     try:
         frame = env.render()
-    except Exception as e:  # no OpenGL here (MUJOCO_GL=egl / osmesa missing)
-        pytest.skip(f"no offscreen rendering: {e}")
+    except Exception as e:  # no OpenGL here (MUJOCO_GL=egl / osmesa missing): skipped, or failed in CI
+        no_rendering(e)
     finally:
         env.close()
     assert frame.shape == (48, 64, 3) and frame.dtype == np.uint8 and frame.std() > 0

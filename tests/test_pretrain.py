@@ -123,3 +123,27 @@ def test_fresh_and_cached_data_hold_out_the_same_clips(tmp_path):
     again = split(load_or_make_data(cfg, progress=False), cfg.val_fraction, cfg.seed)[1]  # reads the cache
     assert [c.source for c in first] == [c.source for c in again]
     assert all(np.array_equal(a.qpos, b.qpos) for a, b in zip(first, again))
+
+
+def test_a_payload_lm_checkpoint_never_runs(run, tmp_path):
+    """A shared, unfinished pretraining run whose checkpoints/lm.pt carries a payload: resuming refuses it."""
+    import shutil
+
+    from payloads import torch_file
+
+    from rlpf.motion_tokenizer import CheckpointError
+
+    root, cfg, _, _ = run
+    copy = tmp_path / "run"
+    shutil.copytree(root / "run", copy, ignore=shutil.ignore_patterns("*.lock", "lock"))
+    for name in ("model", "evaluator"):
+        shutil.rmtree(copy / name, ignore_errors=True)
+    for name in ("lm_report.json", "pretrain_summary.json"):
+        if (copy / name).exists():
+            os.remove(copy / name)
+    real = torch.load(copy / "checkpoints" / "lm.pt", weights_only=True)
+    marker = tmp_path / "payload-ran"
+    torch_file(copy / "checkpoints" / "lm.pt", marker, around=lambda p: {**real, "optimizer": p})
+    with pytest.raises(CheckpointError, match=r"checkpoints/lm\.pt: refused"):
+        pretrain(cfg, str(copy), progress=False)
+    assert not marker.exists()

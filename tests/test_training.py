@@ -76,3 +76,23 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     torch.save({"model": {}}, path)
     with pytest.raises(CheckpointError, match="lacks"):
         load_checkpoint(str(path))
+
+
+def test_a_payload_checkpoint_never_runs(tmp_path):
+    """checkpoints/<stage>.pt with a pickled object that would run code: resume refuses it by name."""
+    from payloads import torch_file
+
+    model, batch_fn, loss_fn = _problem()
+    run_stage(_spec(), str(tmp_path / "ref"), model, batch_fn, loss_fn, progress=False)
+    real = torch.load(tmp_path / "ref" / "checkpoints" / "toy.pt", weights_only=True)
+    marker = tmp_path / "payload-ran"
+    path = tmp_path / "run" / "checkpoints" / "toy.pt"
+    path.parent.mkdir(parents=True)
+    torch_file(path, marker, around=lambda p: {**real, "step": p})
+    model, batch_fn, loss_fn = _problem()
+    with pytest.raises(CheckpointError, match=r"run/checkpoints/toy\.pt: refused: .*names [\w.]*open\).*never unpickles"
+                                              r".*delete it to restart"):
+        run_stage(_spec(), str(tmp_path / "run"), model, batch_fn, loss_fn, progress=False)
+    assert not marker.exists()
+    torch.load(path, weights_only=False)  # the file is a live payload: the old way of opening it runs it
+    assert marker.exists()
