@@ -18,9 +18,6 @@ from rlpf.errors import RLPFError
 
 import logging
 import math
-import multiprocessing
-import os
-import sys
 import time
 from typing import Sequence
 
@@ -212,37 +209,30 @@ class PhysicalFeedback:
     # ---- workers ---------------------------------------------------------------------------------
     def _get_pool(self):
         if self._pool is None:
-            from concurrent.futures import ProcessPoolExecutor
+            from rlpf.pool import WorkerPool
 
-            # forkserver: a forked child inherits the parent's busy torch thread pool and can hang
-            ctx = multiprocessing.get_context("spawn" if os.name == "nt" else "forkserver")
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker)
+            self._pool = WorkerPool(self.workers, name="rlpf-scoring")
         return self._pool
 
     def _chunk_result(self, job, future) -> dict:
-        """A chunk's scores; a worker that died under it (killed, or a crash in native code, which no
-        plugin isolation can catch) fails the chunks in flight - excluded, not fatal - and the next
-        batch gets fresh workers."""
-        from concurrent.futures.process import BrokenProcessPool
-
+        """A chunk's scores. A chunk that failed as a whole - its worker died under it (killed, or a
+        crash in native code, which no plugin isolation can catch), or it raised outside the per-clip
+        isolation - fails only its own clips: excluded, not fatal. The pool replaces a dead worker,
+        and the other workers' chunks are not affected (rlpf.pool)."""
         if future is None:
             return _score_chunk(job)
-        try:
-            return future.result()
-        except BrokenProcessPool:
-            if self._pool is not None:
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = None
-            n, terms = len(job[3]), job[2]
-            why = "a scoring worker process died (killed, or crashed in native code)"
-            return {"n": n, "terms": {name: [math.nan] * n for name in terms}, "errors": dict.fromkeys(range(n), why)}
+        outcome = future.result()
+        if outcome.ok:
+            return outcome.value
+        n, terms = len(job[3]), job[2]
+        why = f"scoring chunk failed: {outcome.error}" if not outcome.died else \
+            outcome.error.replace("a worker process died", "a scoring worker process died", 1)
+        return {"n": n, "terms": {name: [math.nan] * n for name in terms}, "errors": dict.fromkeys(range(n), why)}
 
     def close(self) -> None:
         if self._pool is not None:
-            # the workers may be mid-batch (scored ahead); stop them rather than wait for it
-            for p in list(getattr(self._pool, "_processes", {}).values()):
-                p.terminate()
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            # the workers may be mid-batch (scored ahead): close() stops them rather than wait for it
+            self._pool.close()
             self._pool = None
 
     def __enter__(self):
@@ -281,11 +271,6 @@ def _batch_key(prompts, completion_ids) -> tuple:
 
 
 _TRACKERS: dict = {}
-
-
-def _init_worker() -> None:
-    if "torch" in sys.modules:  # processes are the parallelism; threads inside them only contend
-        sys.modules["torch"].set_num_threads(1)
 
 
 def _score_chunk(job) -> dict:

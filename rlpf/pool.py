@@ -43,7 +43,6 @@ import collections
 import itertools
 import multiprocessing
 import multiprocessing.connection
-import os
 import pickle
 import signal
 import threading

@@ -190,12 +190,14 @@ def test_a_dying_scoring_worker_excludes_its_samples_and_fresh_workers_score_the
     good = list(range(wm.code_offset, wm.code_offset + wm.n_tokens))
     prompts = [wm.prompt_text(wm.prompts[0])] * 6
     weights = {"tracking_success": 10.0, "rlpf_plugins:dies_on_completion_2": 0.0}
-    with PhysicalFeedback("ant", weights, workers=1, chunk=2) as fb, caplog.at_level("WARNING", logger="rlpf.feedback"):
+    with PhysicalFeedback("ant", weights, workers=2, chunk=2) as fb, caplog.at_level("WARNING", logger="rlpf.feedback"):
         fb.prefetch(wm, prompts, [good] * 6)
         out = fb.score_completions(wm, prompts, [good] * 6)
-        assert 2 in out["errors"] and "worker process died" in out["errors"][2]
-        assert np.isfinite(out["terms"]["tracking_success"][0])  # its chunk finished before the crash
-        assert "excluded" in caplog.text
+        # only the dead worker's chunk (completions 2, 3) is excluded: the other worker's chunk in
+        # flight (0, 1) and the chunk still queued (4, 5) are scored
+        assert set(out["errors"]) == {2, 3} and "worker process died" in out["errors"][2]
+        assert np.isfinite([out["terms"]["tracking_success"][i] for i in (0, 1, 4, 5)]).all()
+        assert "excluded" in caplog.text and fb._pool.restarts == 1
         again = fb.score_completions(wm, prompts[:2], [good, list(reversed(good))])
     assert again["errors"] == {} and np.isfinite(again["terms"]["tracking_success"]).all()
 
