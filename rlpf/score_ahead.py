@@ -108,7 +108,10 @@ class ScoreAhead:
             from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
             folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-            torch.save(self._pending, os.path.join(folder, PENDING_FILE))
+            # token ids, texts, ints, None and one tensor: torch.load(weights_only=True) reads it back
+            path = os.path.join(folder, PENDING_FILE)
+            torch.save(self._pending, path + ".tmp")
+            os.replace(path + ".tmp", path)  # never a half-written batch under the real name
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)

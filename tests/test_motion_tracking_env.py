@@ -158,8 +158,9 @@ def test_train_tracker_writes_a_loadable_run(tiny_run):
     from rlpf.policies.learned_tracker import LearnedTracker
 
     cfg, run, summary = tiny_run
-    for name in ("config.yaml", "heldout.npz", "tracker.zip", "vecnormalize.pkl", "tracker_summary.json"):
+    for name in ("config.yaml", "heldout.npz", "tracker.zip", "vecnormalize.json", "tracker_summary.json"):
         assert os.path.isfile(os.path.join(run, name)), name
+    assert not [f for _, _, files in os.walk(run) for f in files if f.endswith(".pkl")]  # no pickles written
     assert os.listdir(os.path.join(run, "tb", "ppo_1"))
     assert summary["n_train"] == 4 and summary["eval"]["valid"]["n"] == 1
     tracker = LearnedTracker.load(run, world="ant")
@@ -168,18 +169,17 @@ def test_train_tracker_writes_a_loadable_run(tiny_run):
     assert tracker.cache_key() == LearnedTracker.load(run).cache_key() and len(str(tracker.cache_key())) < 400
 
 
-def test_numpy_policy_matches_sb3(tiny_run):
-    import pickle
-
+def test_numpy_policy_matches_sb3(tiny_run, ant_clips):
     from stable_baselines3 import PPO
 
-    from rlpf.policies.learned_tracker import LearnedTracker
+    from rlpf.policies.learned_tracker import LearnedTracker, make_vec_env
+    from rlpf.safe_load import read_vecnormalize, vecnormalize_from_stats
 
-    run = tiny_run[1]
+    cfg, run, _ = tiny_run
     tracker = LearnedTracker.load(run)
-    model = PPO.load(os.path.join(run, "tracker.zip"), device="cpu")
-    with open(os.path.join(run, "vecnormalize.pkl"), "rb") as f:
-        norm = pickle.load(f)
+    model = PPO.load(os.path.join(run, "tracker.zip"), device="cpu")  # SB3's own loader: our file, trusted here
+    norm = vecnormalize_from_stats(read_vecnormalize(os.path.join(run, "vecnormalize.json")),
+                                   make_vec_env(cfg, ant_clips[:1]), training=False)
     obs = np.random.default_rng(0).normal(0, 2, (5, tracker.policy.obs_dim)).astype(np.float32)
     for o in obs:
         want, _ = model.predict(norm.normalize_obs(o), deterministic=True)
@@ -225,8 +225,8 @@ def test_load_errors(tiny_run, tmp_path):
     with pytest.raises(TrackerLoadError, match="tracker.zip: unreadable policy"):
         LearnedTracker.load(str(broken))
     shutil.copy(os.path.join(run, "tracker.zip"), broken / "tracker.zip")
-    (broken / "vecnormalize.pkl").write_bytes(b"garbage")
-    with pytest.raises(TrackerLoadError, match="vecnormalize.pkl: unreadable VecNormalize"):
+    (broken / "vecnormalize.json").write_bytes(b"garbage")
+    with pytest.raises(TrackerLoadError, match="vecnormalize.json: unreadable VecNormalize"):
         LearnedTracker.load(str(broken))
     empty = tmp_path / "untrained"
     empty.mkdir()
@@ -244,8 +244,8 @@ def test_resume_continues_from_the_last_checkpoint(tiny_run, tmp_path):
     cfg, run, _ = tiny_run
     resumed = tmp_path / "resumed"
     shutil.copytree(run, resumed)
-    for name in ("tracker.zip", "vecnormalize.pkl", "tracker_summary.json", "checkpoints/tracker_256_steps.zip",
-                 "checkpoints/tracker_vecnormalize_256_steps.pkl"):
+    for name in ("tracker.zip", "vecnormalize.json", "tracker_summary.json", "checkpoints/tracker_256_steps.zip",
+                 "checkpoints/tracker_vecnormalize_256_steps.json"):
         os.remove(resumed / name)
     assert latest_checkpoint(str(resumed))[0].endswith("tracker_128_steps.zip")
     summary = train_tracker(cfg, str(resumed), progress=False)
@@ -254,6 +254,84 @@ def test_resume_continues_from_the_last_checkpoint(tiny_run, tmp_path):
     assert sorted(os.listdir(resumed / "tb")) == ["eval", "ppo_1"]  # TensorBoard continues the same run
     with pytest.raises(ConfigError, match="different config"):
         train_tracker(type(cfg)(**{**vars(cfg), "seed": 1}), str(resumed), progress=False)
+
+
+def test_payload_files_in_a_tracker_run_never_run(tiny_run, tmp_path):
+    """A doctored run: pickled statistics (as older rlpf wrote them, or under the new name) and an SB3
+    zip with cloudpickled entries. Loading refuses the pickles by name; no payload runs."""
+    from payloads import pickle_file, sb3_zip_with_payload
+
+    from rlpf.policies.learned_tracker import LearnedTracker, TrackerLoadError
+
+    run = tiny_run[1]
+    marker = tmp_path / "payload-ran"
+    legacy = tmp_path / "legacy"
+    shutil.copytree(run, legacy)
+    os.remove(legacy / "vecnormalize.json")
+    pickle_file(legacy / "vecnormalize.pkl", marker)
+    with pytest.raises(TrackerLoadError, match=r"legacy/vecnormalize\.pkl: VecNormalize statistics pickled by an "
+                                               r"older rlpf.*--trust-and-convert"):
+        LearnedTracker.load(str(legacy))
+    disguised = tmp_path / "disguised"
+    shutil.copytree(run, disguised)
+    pickle_file(disguised / "vecnormalize.json", marker)
+    with pytest.raises(TrackerLoadError, match=r"disguised/vecnormalize\.json: .*pickled"):
+        LearnedTracker.load(str(disguised))
+    doctored = tmp_path / "doctored"
+    shutil.copytree(run, doctored)
+    # a known entry keeps working from its readable fields (its pickle is ignored) ...
+    for key in ("observation_space", "policy_class", "clip_range", "_last_obs"):
+        sb3_zip_with_payload(os.path.join(run, "tracker.zip"), doctored / "tracker.zip", marker, key)
+        assert LearnedTracker.load(str(doctored)).policy.obs_dim == LearnedTracker.load(run).policy.obs_dim
+    # ... an entry rlpf cannot rebuild is refused by name
+    sb3_zip_with_payload(os.path.join(run, "tracker.zip"), doctored / "tracker.zip", marker, "surprise")
+    with pytest.raises(TrackerLoadError, match=r"doctored/tracker\.zip: entry 'surprise' is a pickled Python object"):
+        LearnedTracker.load(str(doctored))
+    assert not marker.exists()
+
+
+def test_resume_refuses_payload_checkpoints(tiny_run, tmp_path):
+    from payloads import pickle_file, sb3_zip_with_payload
+
+    from rlpf.policies.learned_tracker import TrackerLoadError, train_tracker
+
+    cfg, run, _ = tiny_run
+    marker = tmp_path / "payload-ran"
+    resumed = tmp_path / "resumed"
+    shutil.copytree(run, resumed)
+    for name in ("tracker.zip", "vecnormalize.json", "tracker_summary.json", "checkpoints/tracker_256_steps.zip",
+                 "checkpoints/tracker_vecnormalize_256_steps.json", "checkpoints/tracker_vecnormalize_128_steps.json"):
+        os.remove(resumed / name)
+    pickle_file(resumed / "checkpoints" / "tracker_vecnormalize_128_steps.pkl", marker)
+    with pytest.raises(TrackerLoadError, match=r"tracker_vecnormalize_128_steps\.pkl: .*older rlpf.*Retrain"):
+        train_tracker(cfg, str(resumed), progress=False)
+    assert not marker.exists()
+    # the checkpoint zip with a payload in an entry SB3 would cloudpickle-decode: resumed without running it
+    os.remove(resumed / "checkpoints" / "tracker_vecnormalize_128_steps.pkl")
+    shutil.copy(os.path.join(run, "checkpoints", "tracker_vecnormalize_128_steps.json"), resumed / "checkpoints")
+    zip128 = resumed / "checkpoints" / "tracker_128_steps.zip"
+    sb3_zip_with_payload(os.path.join(run, "checkpoints", "tracker_128_steps.zip"), zip128, marker, "ep_info_buffer")
+    summary = train_tracker(cfg, str(resumed), progress=False)
+    assert summary["num_timesteps"] == 256 and summary["timings"]["steps"] == 128
+    assert not marker.exists()
+
+
+def test_a_trusted_legacy_run_converts_and_loads(tiny_run, tmp_path, ant_clips):
+    """An older rlpf's run (SB3 pickles) is usable after the deliberate conversion, with equal actions."""
+    from rlpf.policies.learned_tracker import LearnedTracker, TrackerLoadError, make_vec_env
+    from rlpf.safe_load import main as safe_load_main, read_vecnormalize, vecnormalize_from_stats
+
+    cfg, run, _ = tiny_run
+    legacy = tmp_path / "legacy"
+    shutil.copytree(run, legacy)
+    vn = vecnormalize_from_stats(read_vecnormalize(os.path.join(run, "vecnormalize.json")), make_vec_env(cfg, ant_clips[:1]))
+    os.remove(legacy / "vecnormalize.json")
+    vn.save(str(legacy / "vecnormalize.pkl"))  # what the older rlpf wrote (SB3's pickle)
+    with pytest.raises(TrackerLoadError, match="--trust-and-convert"):
+        LearnedTracker.load(str(legacy))
+    assert safe_load_main(["--trust-and-convert", str(legacy)]) == 0
+    obs = np.random.default_rng(1).normal(0, 2, LearnedTracker.load(run).policy.obs_dim)
+    np.testing.assert_array_equal(LearnedTracker.load(str(legacy)).act(obs), LearnedTracker.load(run).act(obs))
 
 
 def test_render_rgb_array(ant_clips, no_rendering):
