@@ -97,8 +97,6 @@ from rlpf.envs.motion_tracking import MotionTrackingEnv, REWARD_TERMS, TrackingR
 from rlpf.run_dir import claim_run_dir, read_json, write_json
 from rlpf.safe_load import (StatsFileError, UnsafeFileError, legacy_pickle_error, load_sb3_model, read_vecnormalize,
                             save_vecnormalize, vecnormalize_from_stats)
-from rlpf.safe_load import (StatsFileError, UnsafeFileError, legacy_pickle_error, load_sb3_model, read_vecnormalize,
-                            save_vecnormalize, vecnormalize_from_stats)
 from rlpf.tracking import Tracker, TrackResult, success_threshold
 
 NORM_FILE = "vecnormalize.json"
