@@ -58,7 +58,6 @@ video.
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
 import os
 import re
 from typing import Callable, Iterable, Sequence
@@ -68,6 +67,7 @@ import numpy as np
 
 from rlpf.clips import Clip
 from rlpf.motion_features import quat_mul, yaw_of, yaw_quat
+from rlpf.pool import WorkerPool
 
 PROMPTS: dict[str, tuple[str, ...]] = {
     "ant": (
@@ -518,7 +518,7 @@ def make_dataset(world: str, n: int, seed: int = 0, frames: int = 64, workers: i
     counts = {"attempts": 0, "kept": 0, "ambiguous": 0, "over_quota": 0, "diverged": 0}
     issued, max_attempts = 0, 60 * n + 200
     workers = min(2, os.cpu_count() or 1) if workers is None else max(1, int(workers))
-    pool = _pool(workers) if workers > 1 and n > 1 else None
+    pool = WorkerPool(workers, name="rlpf-data") if workers > 1 and n > 1 else None
     try:
         while any(len(kept[p]) < q for p, q in quotas.items()):
             if issued >= max_attempts:
@@ -535,8 +535,8 @@ def make_dataset(world: str, n: int, seed: int = 0, frames: int = 64, workers: i
                     k = issued + len(jobs)
                     jobs.append((world, p, k, episode_seed(seed, k), frames))
             issued += len(jobs)
-            results = pool.imap(_attempt, jobs, chunksize=max(1, min(8, len(jobs) // (8 * workers)))) if pool \
-                else map(_attempt, jobs)
+            results = map(_attempt_result, pool.imap(_attempt, jobs, chunksize=max(1, min(8, len(jobs) // (8 * workers))))) \
+                if pool else map(_attempt, jobs)
             for _, clip, clear, _err in results:
                 if all(len(kept[p]) >= q for p, q in quotas.items()):
                     break   # the rest of the round could not be kept: stop early (same result)
@@ -554,17 +554,20 @@ def make_dataset(world: str, n: int, seed: int = 0, frames: int = 64, workers: i
                         progress(1)
     finally:
         if pool:
-            pool.terminate()
+            pool.close()  # stops the attempts of a round that were not needed
     if stats is not None:
         stats.update(counts)
     return [c for p in quotas for c in kept[p]]
 
 
-def _pool(workers: int):
-    # fork starts workers in milliseconds; elsewhere (no fork) spawn imports rlpf in each worker
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    return ctx.Pool(workers)
+def _attempt_result(outcome) -> tuple[int, Clip | None, bool, str]:
+    """An attempt's result from the pool. A worker that died under it (a crash in native code, the
+    OOM killer) cannot be taken as a rejection - run in this process the attempt would have ended the
+    program, and the dataset must not depend on ``workers`` - so it stops ``make_dataset``."""
+    if outcome.died:
+        raise RuntimeError(f"make_dataset: a simulation {outcome.error}; the dataset cannot be completed "
+                           f"identically without that attempt (rerun it, or run with workers=1 to see the crash)")
+    return outcome.unwrap()
 
 
 # ----------------------------------------------------------------------------------------------

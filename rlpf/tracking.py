@@ -21,9 +21,7 @@ from __future__ import annotations
 
 from rlpf.errors import RLPFError
 
-import multiprocessing
 import os
-import sys
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -157,16 +155,27 @@ class Tracker:
                 if progress:
                     progress(1)
             return out
-        # forkserver, not fork: a forked child inherits a parent's busy torch thread pool and can hang
-        ctx = multiprocessing.get_context("spawn" if os.name == "nt" else "forkserver")
+        from rlpf.pool import WorkerPool
+
         cls, kwargs = self.spec()
-        with ctx.Pool(workers, initializer=_init_worker, initargs=(cls, kwargs)) as pool:
-            out = []
-            for r in pool.imap(_track_in_worker, clips, chunksize=max(1, len(clips) // (4 * workers))):
-                out.append(r)
+        out = []
+        with WorkerPool(workers, initializer=_init_worker, initargs=(cls, kwargs), name="rlpf-tracking") as pool:
+            for clip, outcome in zip(clips, pool.imap(_track_in_worker, clips,
+                                                      chunksize=max(1, len(clips) // (4 * workers)))):
+                # a worker that died (a crash in native code) fails the clips of its chunk, and only those
+                out.append(self.failed_result(clip, outcome.error) if outcome.died else outcome.unwrap())
                 if progress:
                     progress(1)
-            return out
+        return out
+
+    def failed_result(self, clip: Clip, why: str) -> TrackResult:
+        """A failed track of ``clip`` that simulated nothing (NaN motion, ``diverged``), ``why`` in its info."""
+        T, nq = np.shape(clip.qpos)
+        threshold = getattr(self, "threshold_m", None)
+        return TrackResult(source=clip.source, qpos=np.full((T, nq), np.nan), body_error_m=np.full(T, np.nan),
+                           torques=np.zeros((T, 0)), fell=False, diverged=True,
+                           threshold_m=success_threshold(clip.world) if threshold is None else threshold,
+                           info={"tracker": self.name, "why": why})
 
 
 _WORKER_TRACKER: Tracker | None = None
@@ -175,8 +184,6 @@ _WORKER_TRACKER: Tracker | None = None
 def _init_worker(cls, kwargs) -> None:
     global _WORKER_TRACKER
     _WORKER_TRACKER = cls(**kwargs)
-    if "torch" in sys.modules:  # processes are the parallelism; threads inside them only contend
-        sys.modules["torch"].set_num_threads(1)
 
 
 def _track_in_worker(clip: Clip) -> TrackResult:

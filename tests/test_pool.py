@@ -5,6 +5,7 @@ import os
 import signal
 import time
 
+import numpy as np
 import pytest
 
 from rlpf.errors import RLPFError
@@ -186,3 +187,41 @@ def test_bad_pool_sizes_are_refused_with_the_value():
         with pytest.raises(PoolError, match="workers=") as e:
             WorkerPool(bad)
         assert isinstance(e.value, RLPFError)
+
+
+# ---- the pool's users ----------------------------------------------------------------------------
+
+from rlpf.policies.pd_tracker import PDTracker  # noqa: E402
+
+
+class CrashingTracker(PDTracker):
+    """A PD tracker whose worker dies (as in a crash in native code) on clips whose source ends in 'crash'."""
+
+    def spec(self):
+        return CrashingTracker, {"world": "ant"}
+
+    def track_one(self, clip):
+        if clip.source.endswith("crash"):
+            os._exit(3)
+        return super().track_one(clip)
+
+
+def test_a_tracking_worker_that_dies_fails_only_the_clips_of_its_chunk():
+    import dataclasses
+
+    from rlpf.clips import load_clips
+
+    examples = os.path.join(os.path.dirname(__file__), "..", "rlpf", "examples")
+    clips = [load_clips(os.path.join(examples, f"ant_{k}.npz"))[0] for k in ("valid", "float", "skate", "sink")]
+    clips.insert(2, dataclasses.replace(clips[0], source="a clip that makes MuJoCo crash", cache={}))
+    tracker = CrashingTracker("ant")
+    ticks = []
+    parallel = tracker.track(clips, workers=2, progress=ticks.append)
+    serial = [tracker.track_one(c) for i, c in enumerate(clips) if i != 2]
+    assert len(ticks) == len(clips) == len(parallel)
+    crashed = parallel.pop(2)
+    assert crashed.diverged and not crashed.success and "worker process died (exit code 3)" in crashed.info["why"]
+    assert np.isnan(crashed.qpos).all() and crashed.qpos.shape == clips[2].qpos.shape
+    for a, b in zip(serial, parallel):
+        assert a.source == b.source and a.success == b.success
+        np.testing.assert_array_equal(a.qpos, b.qpos)
