@@ -1,9 +1,10 @@
-# The two set-up commands of the README: `make demo` and `make test`.
+# The two set-up commands of the README: `make demo` and `make test` (every test: what CI runs).
+# While editing, `make test-fast` runs the tests not marked slow (no end-to-end training runs).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: demo test install bench experiments clean
+.PHONY: demo test test-fast install bench experiments clean
 
 # the main job: data -> pretraining -> trackers -> RLPF -> before/after report, in runs/quickstart
 demo: install
@@ -17,6 +18,10 @@ experiments: install
 
 test: install
 	$(PY) -m pytest -q tests
+
+# the quick loop for editing: `-m "not slow"` leaves out the end-to-end training runs (setup.cfg markers)
+test-fast: install
+	$(PY) -m pytest -q -m "not slow" tests
 
 install: $(VENV)/.installed
 

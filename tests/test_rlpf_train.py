@@ -63,6 +63,7 @@ def run(base):
     return out, report
 
 
+@pytest.mark.slow  # an end-to-end `rlpf train` run: `make test-fast` leaves it out
 def test_rlpf_updates_the_model_and_reports_before_after(base, run):
     out, report = run
     before, after = lm_state(base / "base"), lm_state(out / "model")
@@ -82,6 +83,7 @@ def test_rlpf_updates_the_model_and_reports_before_after(base, run):
     assert yaml.safe_load((out / "config.yaml").read_text())["method"] == "rlpf"
 
 
+@pytest.mark.slow  # an end-to-end `rlpf train` run: `make test-fast` leaves it out
 def test_every_reward_term_is_its_own_series_and_the_total_is_their_weighted_sum(run):
     out, report = run
     scalars = tb_scalars(str(out / "tb" / "rlpf"))
@@ -116,6 +118,7 @@ def files_of(root):
     return out
 
 
+@pytest.mark.slow  # an end-to-end `rlpf train` run: `make test-fast` leaves it out
 def test_rerun_of_a_finished_run_is_cached_and_another_config_is_refused(base, run, monkeypatch):
     import rlpf.grpo
     import rlpf.rlpf_report
@@ -137,6 +140,7 @@ def test_rerun_of_a_finished_run_is_cached_and_another_config_is_refused(base, r
         train_rlpf(load_config(RLPFConfig, None, rlpf_overrides(base, ["grpo.beta=0.5"])), str(out), progress=False)
 
 
+@pytest.mark.slow  # an end-to-end `rlpf train` run: `make test-fast` leaves it out
 def test_a_failing_plugin_excludes_samples_and_training_goes_on(base, tmp_path, caplog):
     sys.path.insert(0, HERE)
     weights = "weights={tracking_success: 10, tracking_error_m: -10, 'rlpf_plugins:flaky': 1}"
@@ -202,6 +206,7 @@ def test_a_dying_scoring_worker_excludes_its_samples_and_fresh_workers_score_the
     assert again["errors"] == {} and np.isfinite(again["terms"]["tracking_success"]).all()
 
 
+@pytest.mark.slow  # an end-to-end `rlpf train` run: `make test-fast` leaves it out
 def test_scoring_ahead_first_batch_is_the_in_turn_one_then_samples_are_one_batch_old(base, run, tmp_path):
     """Both modes sample the first batch from the same policy and RNG state, so the first generated
     batch's updates agree; scored ahead, the next batch was sampled before those updates, so the runs part."""
@@ -240,6 +245,7 @@ def test_cli_train_reports_errors_with_exit_code_2(base, tmp_path, capsys):
     assert code == 2 and "method" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # an end-to-end `rlpf train` run: `make test-fast` leaves it out
 def test_killed_or_interrupted_run_resumes_to_the_same_parameters(base, tmp_path):
     """SIGKILL mid-run, then the same command: it continues from the last checkpoint and ends where an
     uninterrupted run ends (same parameters). Ctrl-C: a checkpoint first, then the same."""
@@ -331,6 +337,7 @@ def test_plugins_get_the_step_of_trls_trainer_state_in_the_workers_and_here(base
             assert fb.score_completions(wm, prompts, batches[2])["terms"]["rlpf_plugins:step_seen"] == [-1.0] * 4
 
 
+@pytest.mark.slow  # an end-to-end `rlpf train` run: `make test-fast` leaves it out
 def test_rlpf_train_with_a_tracker_run_dir_passes_the_training_step_to_plugins(base, tracker_run, tmp_path):
     """`tracker=RUN_DIR` as in `rlpf score --tracker RUN_DIR`; a plugin weighted in the reward sees the
     step of each generated batch (scored ahead in a worker: the first two batches are sampled at step 0,
@@ -365,6 +372,7 @@ def test_tracker_run_dirs_are_checked_when_the_config_is_made(tracker_run, tmp_p
     assert code == 2 and not (tmp_path / "r" / "config.yaml").exists()
 
 
+@pytest.mark.slow  # an end-to-end `rlpf train` run: `make test-fast` leaves it out
 def test_method_sft_filter_end_to_end(base, tmp_path):
     out = tmp_path / "sft"
     code = main(["train", "--quiet", "--out", str(out),
@@ -381,6 +389,7 @@ def test_method_sft_filter_end_to_end(base, tmp_path):
     assert (out / "samples" / "sft_filter.npz").exists() and "# sft_filter: before / after" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow  # an end-to-end `rlpf train` run: `make test-fast` leaves it out
 def test_method_base_reports_the_base_model_twice(base, tmp_path):
     out = tmp_path / "base-only"
     code = main(["train", "--quiet", "--out", str(out),
