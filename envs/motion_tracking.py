@@ -100,6 +100,13 @@ class TrackingReward:
     key_body_scale: float = 10.0
     """Scale of the key-body error (sum over key bodies of squared root-relative position error, m^2)."""
 
+    def __post_init__(self):
+        from rlpf.config import check, finite
+
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            check(self, finite(v) and v >= 0, f.name, v, "finite and >= 0")
+
 
 REWARD_TERMS = ("pose", "joint_vel", "root_pose", "root_vel", "key_body")
 """Reward terms in ``info`` as ``reward_<term>`` (weighted)."""

@@ -149,7 +149,7 @@ class TrackerTrainConfig:
     """Gradient clipping."""
     log_std_init: float = -2.0
     """Initial log std of the Gaussian policy (actions are residuals: start close to the reference)."""
-    net_arch: list = field(default_factory=lambda: [256, 256])
+    net_arch: list[int] = field(default_factory=lambda: [256, 256])
     """Hidden layers of the policy and value MLPs."""
     seed: int = 0
     """Seed of the split, the environments, the policy initialisation and PPO's sampling."""
@@ -173,21 +173,23 @@ class TrackerTrainConfig:
     """DeepMimic reward weights and scales (reward.pose_weight=..., see rlpf.envs.motion_tracking)."""
 
     def __post_init__(self):
-        if isinstance(self.reward, dict):
-            try:
-                self.reward = TrackingReward(**self.reward)
-            except TypeError as e:
-                raise ValueError(f"reward: {e}") from None
-        if self.vec_env not in ("subproc", "dummy"):
-            raise ValueError(f"vec_env must be 'subproc' or 'dummy', got {self.vec_env!r}")
-        if not 0 < self.val_fraction < 1:
-            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        from rlpf.config import check
+
+        check(self, self.vec_env in ("subproc", "dummy"), "vec_env", self.vec_env, "'subproc' or 'dummy'")
+        check(self, 0 < self.val_fraction < 1, "val_fraction", self.val_fraction, "in (0, 1)")
         for name in ("data_n", "total_timesteps", "n_envs", "n_steps", "batch_size", "n_epochs",
                      "checkpoint_every", "future_frames", "threads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.frames < 4 or self.frames % 4:
-            raise ValueError(f"frames must be a positive multiple of 4, got {self.frames}")
+            check(self, getattr(self, name) >= 1, name, getattr(self, name), ">= 1")
+        check(self, self.frames >= 4 and self.frames % 4 == 0, "frames", self.frames, "a positive multiple of 4")
+        check(self, self.eval_clips >= 0, "eval_clips", self.eval_clips, ">= 0")
+        for name in ("learning_rate", "clip_range", "termination_distance", "action_scale", "max_grad_norm"):
+            check(self, getattr(self, name) > 0, name, getattr(self, name), "> 0")
+        for name in ("gamma", "gae_lambda"):
+            check(self, 0 < getattr(self, name) <= 1, name, getattr(self, name), "in (0, 1]")
+        for name in ("ent_coef", "vf_coef", "kp", "kd"):
+            check(self, getattr(self, name) >= 0, name, getattr(self, name), ">= 0")
+        check(self, bool(self.net_arch) and all(n >= 1 for n in self.net_arch), "net_arch", self.net_arch,
+              "a non-empty list of layer widths >= 1")
 
     @property
     def data_dir(self) -> str:

@@ -35,22 +35,47 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from rlpf.config import build_nested
+from rlpf.config import ConfigError, check, decode_section, register_decoder
 from rlpf.control_head import BCSpec, ControlHeadConfig
+
+
+@dataclass
+class Backbone:
+    """A world model for the control head, and how to make it when it is missing."""
+
+    path: str
+    """Its run directory (or model directory)."""
+    train: str = "none"
+    """How a missing path is made: pretrain (`rlpf pretrain`), rlpf (`rlpf train`) or none (skipped)."""
+    config: str = ""
+    """That trainer's config file (empty: its defaults)."""
+    overrides: list[str] = field(default_factory=list)
+    """key=value overrides of that config."""
+
+    def __post_init__(self):
+        check(self, bool(self.path), "path", self.path, "a directory")
+        check(self, self.train in ("pretrain", "rlpf", "none"), "train", self.train, "pretrain, rlpf or none")
+
+
+# a backbone may be given as just its path: `backbones: {base: runs/pusher}`
+register_decoder(Backbone, lambda raw, path: Backbone(path=raw) if isinstance(raw, str)
+                 else decode_section(Backbone, raw, path))
+
+
+def _base_backbone() -> dict[str, Backbone]:
+    return {"base": Backbone("runs/pusher", "pretrain", "experiments/configs/pusher.yaml", ["threads=1"])}
 
 
 @dataclass
 class ControlConfig:
     """Everything that decides an `rlpf control` comparison."""
 
-    envs: list = field(default_factory=lambda: ["Pusher-v5", "Reacher-v5"])
+    envs: list[str] = field(default_factory=lambda: ["Pusher-v5", "Reacher-v5"])
     """gymnasium tasks to compare on (see rlpf.control_eval.TASKS)."""
-    backbones: dict = field(default_factory=lambda: {
-        "base": {"path": "runs/pusher", "train": "pretrain", "config": "experiments/configs/pusher.yaml",
-                 "overrides": ["threads=1"]}})
+    backbones: dict[str, Backbone] = field(default_factory=_base_backbone)  # on one line: draccus reads the docstring below it
     """World models to put the control head on: name -> {path, train (pretrain | rlpf | none), config, overrides}
     (or name -> path). A missing path is trained with its trainer, or the backbone is skipped with the reason."""
-    methods: list = field(default_factory=lambda: ["expert", "mlp-bc", "sb3-scratch", "head"])
+    methods: list[str] = field(default_factory=lambda: ["expert", "mlp-bc", "sb3-scratch", "head"])
     """Rows to run: expert, mlp-bc, sb3-scratch, head (one row per backbone)."""
     demo_episodes: int = 200
     """Expert episodes recorded per task for behaviour cloning (seeds demo_seed..)."""
@@ -70,7 +95,7 @@ class ControlConfig:
     """Peak learning rate of behaviour cloning (cosine decay)."""
     sb3_algo: str = "ppo"
     """From-scratch RL algorithm: ppo or sac (SB3 defaults, VecNormalize for PPO)."""
-    sb3_steps: dict = field(default_factory=lambda: {"Pusher-v5": 200_000, "Reacher-v5": 100_000})
+    sb3_steps: dict[str, int] = field(default_factory=lambda: {"Pusher-v5": 200_000, "Reacher-v5": 100_000})
     """Environment-step budget of the from-scratch RL row, per task."""
     sb3_envs: int = 4
     """Parallel (in-process) envs of the from-scratch RL row."""
@@ -90,71 +115,64 @@ class ControlConfig:
     def __post_init__(self):
         from rlpf.control_eval import get_task
 
-        build_nested(self, {"head": ControlHeadConfig})
-        for env_id in self.envs:
-            get_task(env_id)
-        unknown = set(self.methods) - {"expert", "mlp-bc", "sb3-scratch", "head"}
-        if unknown:
-            raise ValueError(f"methods: unknown {sorted(unknown)}; choose from expert, mlp-bc, sb3-scratch, head")
-        if self.sb3_algo not in ("ppo", "sac"):
-            raise ValueError(f"sb3_algo must be ppo or sac, got {self.sb3_algo!r}")
-        for name in ("demo_episodes", "head_steps", "bc_steps", "bc_batch", "eval_episodes", "sb3_envs"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        from rlpf.control_eval import UnknownEnvError
+
+        for i, env_id in enumerate(self.envs):
+            try:
+                get_task(env_id)
+            except UnknownEnvError as e:
+                raise ConfigError(str(e), f"envs.{i}", ControlConfig) from None
+        methods = ("expert", "mlp-bc", "sb3-scratch", "head")
+        for m in self.methods:
+            check(self, m in methods, "methods", self.methods, f"a list of {', '.join(methods)}")
+        check(self, self.sb3_algo in ("ppo", "sac"), "sb3_algo", self.sb3_algo, "ppo or sac")
+        for name in ("demo_episodes", "head_steps", "bc_steps", "bc_batch", "eval_episodes", "sb3_envs", "video_size"):
+            check(self, getattr(self, name) >= 1, name, getattr(self, name), ">= 1")
+        for name in ("video_episodes", "threads"):
+            check(self, getattr(self, name) >= 0, name, getattr(self, name), ">= 0")
+        check(self, 0 <= self.demo_noise, "demo_noise", self.demo_noise, ">= 0")
+        check(self, self.bc_lr > 0, "bc_lr", self.bc_lr, "> 0")
+        for env_id, steps in self.sb3_steps.items():
+            check(self, steps >= 1, f"sb3_steps.{env_id}", steps, ">= 1")
         if "sb3-scratch" in self.methods:
             missing = [e for e in self.envs if e not in self.sb3_steps]
-            if missing:
-                raise ValueError(f"sb3_steps has no budget for {missing}")
-        self.backbones = {name: _backbone_spec(name, spec) for name, spec in self.backbones.items()}
-
-
-def _backbone_spec(name: str, spec) -> dict:
-    if isinstance(spec, str):
-        spec = {"path": spec}
-    if not isinstance(spec, dict) or not spec.get("path"):
-        raise ValueError(f"backbones.{name}: expected a path or {{path, train, config, overrides}}, got {spec!r}")
-    unknown = set(spec) - {"path", "train", "config", "overrides"}
-    if unknown:
-        raise ValueError(f"backbones.{name}: unknown keys {sorted(unknown)} (path, train, config, overrides)")
-    out = {"path": str(spec["path"]), "train": spec.get("train") or "none", "config": spec.get("config") or "",
-           "overrides": list(spec.get("overrides") or [])}
-    if out["train"] not in ("pretrain", "rlpf", "none"):
-        raise ValueError(f"backbones.{name}.train must be pretrain, rlpf or none, got {out['train']!r}")
-    return out
+            check(self, not missing, "sb3_steps", self.sb3_steps, f"a budget for every env (missing {missing})")
 
 
 # ---------------------------------------------------------------------------------------------------
 # backbones
 
 
-def prepare_backbone(name: str, spec: dict, progress: bool = True) -> tuple[str | None, str]:
+def prepare_backbone(name: str, spec: Backbone | dict, progress: bool = True) -> tuple[str | None, str]:
     """(world model path, note) — trained when missing and possible — or (None, why it is skipped)."""
     from rlpf.world_model import META_FILE
 
-    path = spec["path"]
+    if isinstance(spec, dict):
+        spec = Backbone(**spec)
+    path = spec.path
     done = os.path.isfile(os.path.join(path, "model", META_FILE)) or os.path.isfile(os.path.join(path, META_FILE))
     if done:
         return path, "cached"
-    if spec["train"] == "none":
+    if spec.train == "none":
         return None, f"backbone {name}: {path} holds no world model and no trainer is configured (train: none)"
     from rlpf.config import load_config
 
-    if spec["train"] == "pretrain":
+    if spec.train == "pretrain":
         from rlpf.pretrain import PretrainConfig, pretrain
 
-        print(f"backbone {name}: {path} missing, pretraining it ({spec['config'] or 'defaults'})", file=sys.stderr)
-        pretrain(load_config(PretrainConfig, spec["config"] or None, spec["overrides"]), path, progress=progress)
+        print(f"backbone {name}: {path} missing, pretraining it ({spec.config or 'defaults'})", file=sys.stderr)
+        pretrain(load_config(PretrainConfig, spec.config or None, spec.overrides), path, progress=progress)
         return path, "pretrained in this run"
     try:
         from rlpf.experiment import RLPFConfig, train_rlpf
     except ImportError as e:
         return None, (f"backbone {name}: {path} does not exist and the RLPF trainer is not available "
                       f"(rlpf.experiment: {e}); run `rlpf train` to make it, then run this command again")
-    if spec["config"] and not os.path.isfile(spec["config"]):
-        return None, f"backbone {name}: {path} does not exist and its RLPF config {spec['config']} is missing"
-    print(f"backbone {name}: {path} missing, running RLPF into it (rlpf train --config {spec['config']})",
+    if spec.config and not os.path.isfile(spec.config):
+        return None, f"backbone {name}: {path} does not exist and its RLPF config {spec.config} is missing"
+    print(f"backbone {name}: {path} missing, running RLPF into it (rlpf train --config {spec.config})",
           file=sys.stderr)
-    train_rlpf(load_config(RLPFConfig, spec["config"] or None, spec["overrides"]), path, progress=progress)
+    train_rlpf(load_config(RLPFConfig, spec.config or None, spec.overrides), path, progress=progress)
     return path, "RLPF-trained in this run"
 
 
@@ -234,6 +252,8 @@ def run_control(cfg: ControlConfig, run_dir: str, progress: bool = True) -> dict
         out = {"method": method, "env": env_id, "success_rate": r["success_rate"], "return_mean": r["return_mean"],
                "env_steps": int(env_steps), "return_std": r["return_std"],
                "final_distance_mean": r["final_distance_mean"], "episodes": r["episodes"], "videos": r["videos"],
+               # a video that could not be made (no GL, unwritable videos/): recorded, the row stands
+               "video_errors": r.get("video_errors", []),
                "train_seconds": timings.get(f"train/{method}/{env_id}", 0.0), "notes": notes}
         os.makedirs(os.path.dirname(path), exist_ok=True)
         write_json(path, out)
@@ -268,6 +288,7 @@ def run_control(cfg: ControlConfig, run_dir: str, progress: bool = True) -> dict
                 demo_steps, f"backbone {path} ({'motion codes + ' if codes else ''}observation tokens)")
 
     report = {"table": rows, "skipped": skipped,
+              "video_errors": [{"method": r["method"], "env": r["env"], **e} for r in rows for e in r.get("video_errors", [])],
               "success_rules": {e: TASKS[e].success_rule for e in cfg.envs},
               "timings": {**timings, "total_s": round(time.perf_counter() - t_start, 1)},
               "config": dataclasses.asdict(cfg)}
@@ -282,5 +303,7 @@ def format_table(report: dict) -> str:
                      f"{r['final_distance_mean']:>9.3f}m {r['env_steps']:>10,}")
     for s in report["skipped"]:
         lines.append(f"{s['method']:<16} {s['env']:<11} skipped: {s['reason']}")
+    for v in report.get("video_errors", []):
+        lines.append(f"{v['method']:<16} {v['env']:<11} no video: {v['error']}")
     rules = "; ".join(f"{e}: {rule}" for e, rule in report["success_rules"].items())
     return "\n".join(lines) + f"\nsuccess — {rules}"

@@ -75,15 +75,14 @@ class ControlHeadConfig:
     action head); false: the head sees only the query tokens' hidden states."""
 
     def __post_init__(self):
-        if self.head not in ("mlp", "flow"):
-            raise ValueError(f"head must be 'mlp' or 'flow', got {self.head!r}")
+        from rlpf.config import check
+
+        check(self, self.head in ("mlp", "flow"), "head", self.head, "'mlp' or 'flow'")
         for name in ("n_queries", "obs_tokens", "chunk", "execute", "head_hidden", "flow_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.execute > self.chunk:
-            raise ValueError(f"execute ({self.execute}) must be at most chunk ({self.chunk})")
-        if self.history < 0 or self.history % 4:
-            raise ValueError(f"history must be a non-negative multiple of 4 frames, got {self.history}")
+            check(self, getattr(self, name) >= 1, name, getattr(self, name), ">= 1")
+        check(self, self.execute <= self.chunk, "execute", self.execute, f"at most chunk ({self.chunk})")
+        check(self, self.history >= 0 and self.history % 4 == 0, "history", self.history,
+              "a non-negative multiple of 4 frames")
 
 
 class Normalizer(nn.Module):

@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from rlpf.config import build_nested
+from rlpf.config import check, finite
 from rlpf.grpo import GRPOSettings
 from rlpf.sft_filter import SFTFilterSettings
 
@@ -43,16 +43,17 @@ class RLPFConfig:
     tracker: str = "pd"
     """Tracker whose success is rewarded (rlpf) or filtered on (sft_filter): pd, learned (the one in
     tracker_run, trained there if missing) or a trained tracker's run directory."""
-    eval_trackers: list = field(default_factory=lambda: ["pd", "learned"])
+    eval_trackers: list[str] = field(default_factory=lambda: ["pd", "learned"])
     """Trackers the report measures success with (pd, learned or run directories); the reward tracker
     is always measured and comes first."""
     tracker_config: str = "experiments/configs/tracker_ant.yaml"
     """Training config of the learned tracker (trained when tracker_run holds none)."""
     tracker_run: str = "runs/tracker-ant"
     """Run directory of the learned tracker."""
-    weights: dict = field(default_factory=lambda: {"tracking_success": 10.0, "alignment": 2.0})
+    weights: dict[str, float] = field(default_factory=lambda: {"tracking_success": 10.0, "alignment": 2.0})
     """Reward term -> weight: the RLPF paper's 10 x tracking success + 2 x alignment by default. Any
-    reward plugin may be weighted (physics terms, e.g. skate_mps: -1); every term is logged."""
+    reward plugin may be weighted (physics terms, e.g. skate_mps: -1); every term is logged. The reward
+    is exactly the listed terms: weights={...} replaces the dict, weights.NAME=W sets one entry."""
     grpo: GRPOSettings = field(default_factory=GRPOSettings)
     """The GRPO update (method rlpf)."""
     sft: SFTFilterSettings = field(default_factory=SFTFilterSettings)
@@ -71,18 +72,19 @@ class RLPFConfig:
     """torch threads in the main process (1 leaves the other core to the scoring workers)."""
 
     def __post_init__(self):
-        build_nested(self, {"grpo": GRPOSettings, "sft": SFTFilterSettings})
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        check(self, self.method in METHODS, "method", self.method, f"one of {', '.join(METHODS)}")
         if isinstance(self.eval_trackers, str):
             self.eval_trackers = [self.eval_trackers]
         for name, specs in (("tracker", [self.tracker]), ("eval_trackers", self.eval_trackers)):
             for spec in specs:
                 _check_tracker(name, spec, self.world)
-        if not isinstance(self.weights, dict) or not self.weights:
-            raise ValueError(f"weights must be a non-empty mapping of reward term -> weight, got {self.weights!r}")
-        if self.eval_per_prompt < 1 or self.workers < 0:
-            raise ValueError("eval_per_prompt must be >= 1 and workers >= 0")
+        check(self, bool(self.weights), "weights", self.weights, "a non-empty mapping of reward term -> weight")
+        for name, w in self.weights.items():
+            check(self, finite(w), f"weights.{name}", w, "a finite number")
+        check(self, self.eval_per_prompt >= 1, "eval_per_prompt", self.eval_per_prompt, ">= 1")
+        check(self, self.workers >= 0, "workers", self.workers, ">= 0 (0: in this process)")
+        check(self, self.videos >= 0, "videos", self.videos, ">= 0")
+        check(self, self.threads >= 0, "threads", self.threads, ">= 0")
 
     def trackers(self) -> list[str]:
         """Evaluation trackers, the reward tracker first."""

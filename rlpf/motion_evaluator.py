@@ -63,6 +63,17 @@ class EvaluatorConfig:
     seed: int = 0
     """Seeds the initialization, batches and crops: same seed and data, same evaluator."""
 
+    def __post_init__(self):
+        from rlpf.config import check, finite
+
+        for name in ("embed_dim", "hidden", "word_dim", "steps"):
+            check(self, getattr(self, name) >= 1, name, getattr(self, name), ">= 1")
+        check(self, self.batch >= 2, "batch", self.batch, ">= 2 (the contrastive loss compares clips)")
+        for name in ("lr", "temperature"):
+            check(self, finite(getattr(self, name)) and getattr(self, name) > 0, name, getattr(self, name), "finite and > 0")
+        check(self, finite(self.weight_decay) and self.weight_decay >= 0, "weight_decay", self.weight_decay, "finite and >= 0")
+        check(self, finite(self.min_crop) and 0 < self.min_crop <= 1, "min_crop", self.min_crop, "in (0, 1]")
+
 
 def tokenize(prompt: str) -> list[str]:
     return re.findall(r"[a-z0-9']+", prompt.lower())

@@ -63,7 +63,7 @@ class TokenizerConfig:
     """Temporal kernel size of the residual and output convs (>= 2; past-only padding)."""
     downsample: int = 4
     """Frames per code, a power of 2: 64 frames -> 16 codes at 4."""
-    levels: tuple = (8, 5, 5, 5)
+    levels: tuple[int, ...] = (8, 5, 5, 5)
     """FSQ levels per latent channel (each >= 2); the codebook size is their product."""
     root_weight: float = 1.0
     """Extra loss weight on the root velocity and yaw-rate channels, whose errors decode integrates into drift."""
@@ -73,29 +73,27 @@ class TokenizerConfig:
     """Smallest per-channel std used to normalize features (constant channels would otherwise explode)."""
 
     def __post_init__(self):
-        if isinstance(self.levels, (int, str)) or not hasattr(self.levels, "__iter__"):
-            raise ValueError(f"levels must be a list of integers, got {self.levels!r}")
+        # also built from checkpoint JSON (TokenizerConfig(**meta["cfg"])), not only from typed configs
+        from rlpf.config import check
+
+        check(self, not isinstance(self.levels, (int, str)) and hasattr(self.levels, "__iter__"), "levels",
+              self.levels, "a list of integers")
         self.levels = tuple(self.levels)
         for name in ("hidden", "depth", "kernel", "downsample"):
             v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool):
-                raise ValueError(f"{name} must be an integer, got {v!r}")
-        if self.hidden < 1:
-            raise ValueError(f"hidden must be >= 1, got {self.hidden}")
-        if self.depth < 0:
-            raise ValueError(f"depth must be >= 0, got {self.depth}")
-        if self.kernel < 2:
-            raise ValueError(f"kernel must be >= 2, got {self.kernel}")
-        if self.downsample < 1 or self.downsample & (self.downsample - 1):
-            raise ValueError(f"downsample must be a power of 2 (1, 2, 4, 8, ...), got {self.downsample}")
-        if not self.levels or any(not isinstance(l, int) or isinstance(l, bool) or l < 2 for l in self.levels):
-            raise ValueError(f"levels must be a non-empty list of integers >= 2, got {list(self.levels)}")
-        if not (self.root_weight >= 0 and math.isfinite(self.root_weight)):
-            raise ValueError(f"root_weight must be finite and >= 0, got {self.root_weight}")
-        if not (self.drift_weight >= 0 and math.isfinite(self.drift_weight)):
-            raise ValueError(f"drift_weight must be finite and >= 0, got {self.drift_weight}")
-        if not (self.std_floor > 0 and math.isfinite(self.std_floor)):
-            raise ValueError(f"std_floor must be finite and > 0, got {self.std_floor}")
+            check(self, isinstance(v, int) and not isinstance(v, bool), name, v, "an integer")
+        check(self, self.hidden >= 1, "hidden", self.hidden, ">= 1")
+        check(self, self.depth >= 0, "depth", self.depth, ">= 0")
+        check(self, self.kernel >= 2, "kernel", self.kernel, ">= 2")
+        check(self, self.downsample >= 1 and not self.downsample & (self.downsample - 1), "downsample",
+              self.downsample, "a power of 2 (1, 2, 4, 8, ...)")
+        check(self, bool(self.levels) and all(isinstance(l, int) and not isinstance(l, bool) and l >= 2 for l in self.levels),
+              "levels", list(self.levels), "a non-empty list of integers >= 2")
+        for name in ("root_weight", "drift_weight"):
+            v = getattr(self, name)
+            check(self, isinstance(v, (int, float)) and math.isfinite(v) and v >= 0, name, v, "finite and >= 0")
+        check(self, isinstance(self.std_floor, (int, float)) and math.isfinite(self.std_floor) and self.std_floor > 0,
+              "std_floor", self.std_floor, "finite and > 0")
 
 
 class CausalConv1d(nn.Conv1d):

@@ -5,24 +5,24 @@ import dataclasses
 import json
 import os
 
-from rlpf.config import ConfigError, save_config
+from rlpf.config import ConfigError, config_dict, decode_config, read_yaml, save_config
 
 
 def config_changes(cfg, run_dir: str, introduced: dict | None = None) -> dict:
     """``{field: (value in RUN/config.yaml, value in cfg)}`` for every top-level field that differs;
     {} when RUN has no config yet or the same one.
 
+    RUN's config is read with the config's own typed loader (``rlpf.config.decode_config``), so both
+    sides are compared as the same types (an old run's ``10`` is the weight ``10.0``, a tuple is its
+    list); one that no longer reads as a config of this kind is refused with ConfigError saying why.
     ``introduced``: ``{"section.field": value}`` for fields added to the config after runs were
     written, with the value that describes what those runs did; a RUN config without the field is
     read as having that value (not the new default, which may do something else).
     """
-    import yaml
-
     path = os.path.join(run_dir, "config.yaml")
     if not os.path.exists(path):
         return {}
-    with open(path) as f:
-        existing = yaml.safe_load(f) or {}
+    existing = read_yaml(path)
     for dotted, value in (introduced or {}).items():
         *sections, name = dotted.split(".")
         node = existing
@@ -30,10 +30,22 @@ def config_changes(cfg, run_dir: str, introduced: dict | None = None) -> dict:
             node = node.get(key) if isinstance(node, dict) else None
         if isinstance(node, dict):
             node.setdefault(name, value)
-    wanted = yaml.safe_load(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
-    return {k: (existing.get(k), wanted.get(k)) for k in sorted(set(existing) | set(wanted))
-            if existing.get(k) != wanted.get(k)}
+    try:
+        old = config_dict(decode_config(type(cfg), existing, source=path))
+    except ConfigError as e:
+        raise ConfigError(f"{run_dir} holds a run whose config does not read as a {type(cfg).__name__} ({e}); "
+                          "choose a new --out") from None
+    # a field the old run did not have stays missing rather than reading as today's default (which
+    # may do something else): it differs unless ``introduced`` says what those runs did
+    old = _present(old, existing)
+    wanted = config_dict(cfg)
+    return {k: (old.get(k), wanted.get(k)) for k in sorted(set(old) | set(wanted)) if old.get(k) != wanted.get(k)}
 
+
+def _present(decoded: dict, raw: dict) -> dict:
+    """``decoded`` restricted to the keys ``raw`` has, at every depth."""
+    return {k: _present(v, raw[k]) if isinstance(v, dict) and isinstance(raw[k], dict) else v
+            for k, v in decoded.items() if k in raw}
 
 def claim_run_dir(cfg, run_dir: str, may_change: tuple = (), check=None, introduced: dict | None = None) -> dict:
     """Write the config into RUN, or check that RUN was started with the same config (resume).

@@ -23,7 +23,7 @@ import numpy as np
 
 from rlpf.clips import Clip, load_by_world
 from rlpf.envs.worlds import compile_world
-from rlpf.rewards.registry import RewardError, evaluate_rewards, get_reward, physics_terms
+from rlpf.rewards.registry import RewardError, evaluate_rewards, get_reward, physics_terms, registered
 from rlpf.tracking import TrackerError, agreement, check_tracker_spec, load_tracker, track_clips, tracker_summary
 
 TRACKING_TERMS = ("tracking_success", "tracking_error_m", "object_divergence_m")
@@ -37,11 +37,14 @@ class ScoreConfig:
     world: str | None = None
     """Built-in world name or MJCF path; overrides the world stored in the clips."""
     weights: dict[str, float] = field(default_factory=dict)
-    """Reward name (registered, 'pkg.mod:obj' or entry point) -> weight. Empty: every built-in physics
-    term at -1/threshold, so each counts in units of its plausibility threshold. Give a term weight 0
-    to report it without scoring it."""
+    """Changes to the default weights, reward name (registered, 'pkg.mod:obj' or entry point) -> weight.
+    By default every built-in physics term weighs -1/threshold, so each counts in units of its
+    plausibility threshold; an entry changes that one weight (the other terms keep theirs) or adds a
+    plugin to the score. Weight 0 reports a term without scoring it. Plausibility does not depend on
+    the weights: every term that has a threshold decides it."""
     thresholds: dict[str, float] = field(default_factory=dict)
-    """Overrides of the plausibility thresholds (term -> largest plausible value)."""
+    """Overrides of the plausibility thresholds (term -> largest plausible value, finite and >= 0), for
+    terms that have one (`rlpf worlds` lists them)."""
     trackers: list[str] = field(default_factory=list)
     """Trackers that replay every clip in MuJoCo: pd, learned or a trained tracker's run directory. The
     first fills tracking_success / tracking_error_m (/ object_divergence_m) and a failed track makes a
@@ -50,21 +53,31 @@ class ScoreConfig:
     """Processes for the tracking pass (default min(2, CPUs))."""
 
     def __post_init__(self):
+        from rlpf.config import check, finite
+
         if isinstance(self.trackers, str):
             self.trackers = [self.trackers]
         self.trackers = list(dict.fromkeys(str(t) for t in (self.trackers or [])))  # unique, in order
+        for name, w in self.weights.items():
+            check(self, finite(w), f"weights.{name}", w, "a finite number")
+        for name, t in self.thresholds.items():
+            check(self, finite(t) and t >= 0, f"thresholds.{name}", t, "a finite number >= 0")
+            _check_threshold_term(name)
+        check(self, self.tracker_workers is None or self.tracker_workers >= 1, "tracker_workers", self.tracker_workers,
+              ">= 1 (or null for the default)")
 
     def resolved_weights(self) -> dict[str, float]:
-        if self.weights:
-            weights = {k: float(v) for k, v in self.weights.items()}
-        else:
-            weights = {name: -1.0 / info.threshold for name, info in physics_terms().items()}
+        """Every built-in physics term at -1/threshold, then the ``weights`` entries (changed or added);
+        tracking terms at 0 (reported) when tracking, unless weighted."""
+        weights = {name: -1.0 / info.threshold for name, info in physics_terms().items()}
+        weights.update({k: float(v) for k, v in self.weights.items()})
         if self.trackers:
             for name in TRACKING_TERMS:
                 weights.setdefault(name, 0.0)
         return weights
 
     def resolved_thresholds(self, names: Iterable[str]) -> dict[str, float]:
+        """The plausibility threshold of every term in ``names`` that has one (the config's override first)."""
         out = {}
         for name in names:
             if name in self.thresholds:
@@ -74,6 +87,25 @@ class ScoreConfig:
                 if t is not None:
                     out[name] = t
         return out
+
+
+def _check_threshold_term(name: str) -> None:
+    """A threshold override must name a term that has a threshold (a typo would silently do nothing)."""
+    from rlpf.config import ConfigError
+
+    with_threshold = sorted(k for k, info in registered().items() if info.threshold is not None)
+    if name in with_threshold:
+        return
+    try:  # a plugin ('pkg.mod:obj' or entry point) that declares its own threshold
+        info = get_reward(name) if name not in registered() else registered()[name]
+    except RewardError as e:
+        info = None
+        why = e.problem.split(";")[0]
+    else:
+        why = "has no plausibility threshold"
+    if info is not None and info.threshold is not None:
+        return
+    raise ConfigError(f"{why}; terms with a threshold: {', '.join(with_threshold)}", f"thresholds.{name}", ScoreConfig)
 
 
 def score_clips(clips: list[Clip], world, cfg: ScoreConfig | None = None, **context) -> list[dict]:
@@ -93,6 +125,8 @@ def score_clips(clips: list[Clip], world, cfg: ScoreConfig | None = None, **cont
             out.append({"source": clip.source, "error": table.errors[i]})
             continue
         terms = {k: v[i] for k, v in table.terms.items() if v[i] is not None}
+        # every term with a threshold judges plausibility whatever its weight (0 included): the weights
+        # always hold every physics term, so a weight override cannot hide one; no threshold, no say
         violations = sorted(k for k, v in terms.items() if (k in thresholds and v > thresholds[k])
                             or (k == "tracking_success" and v < 1.0))  # a failed track is implausible
         out.append({

@@ -35,9 +35,12 @@ class SFTFilterSettings:
     """Sampling temperature for the candidates."""
 
     def __post_init__(self):
+        from rlpf.config import check
+
         for name in ("samples_per_prompt", "steps", "batch"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"sft.{name} must be >= 1, got {getattr(self, name)}")
+            check(self, getattr(self, name) >= 1, name, getattr(self, name), ">= 1")
+        check(self, self.learning_rate > 0, "learning_rate", self.learning_rate, "> 0")
+        check(self, self.temperature > 0, "temperature", self.temperature, "> 0")
 
 
 def sft_filter(model_dir: str, tracker, settings: SFTFilterSettings, run_dir: str, seed: int = 0,

@@ -49,10 +49,11 @@ class LMConfig:
     """MLP width inside each layer."""
 
     def __post_init__(self):
-        if min(self.hidden, self.layers, self.heads, self.intermediate) < 1:
-            raise ValueError(f"LMConfig sizes must be positive, got {self}")
-        if self.hidden % self.heads:
-            raise ValueError(f"LMConfig: hidden {self.hidden} is not divisible by heads {self.heads}")
+        from rlpf.config import check
+
+        for name in ("hidden", "layers", "heads", "intermediate"):
+            check(self, getattr(self, name) >= 1, name, getattr(self, name), ">= 1")
+        check(self, self.hidden % self.heads == 0, "hidden", self.hidden, f"divisible by heads ({self.heads})")
 
 
 def build_text_tokenizer(words: list[str], n_codes: int):

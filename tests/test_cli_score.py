@@ -152,29 +152,110 @@ def test_unknown_reward_override_exits_2(valid_paths, tmp_path, capsys):
     assert not out.exists()
 
 
-def test_override_selects_and_weights_a_plugin(valid_paths, tmp_path):
+def test_override_adds_a_plugin_to_the_default_physics_score(valid_paths, tmp_path):
     @register("t_cli_const")
     def const(clips, **kwargs):
         return [0.5] * len(clips)
 
     try:
-        out = tmp_path / "r.json"
+        plain, out = tmp_path / "plain.json", tmp_path / "r.json"
+        assert main(["score", *valid_paths, "--quiet", "--out", str(plain)]) == 0
         assert main(["score", *valid_paths, "weights.t_cli_const=-4", "--quiet", "--out", str(out)]) == 0
-        report = _report(out)
-        for c in report["clips"]:
-            assert c["terms"] == {"t_cli_const": 0.5}
-            assert c["score"] == -2.0
-            assert c["plausible"] is True  # no threshold: the term does not decide
-        assert report["summary"]["weights"] == {"t_cli_const": -4.0}
+        before, report = _report(plain), _report(out)
+        defaults = before["summary"]["weights"]
+        assert report["summary"]["weights"] == {**defaults, "t_cli_const": -4.0}  # the physics terms stay
+        for b, c in zip(before["clips"], report["clips"]):
+            assert c["terms"] == {**b["terms"], "t_cli_const": 0.5}
+            assert c["score"] == pytest.approx(b["score"] - 2.0, abs=1e-5)
+            assert c["plausible"] == b["plausible"]  # no threshold: the plugin never decides
     finally:
         unregister("t_cli_const")
 
 
-def test_override_after_an_option(valid_paths, tmp_path):
-    out = tmp_path / "r.json"
+def test_override_after_an_option_changes_only_that_weight(valid_paths, tmp_path):
+    plain, out = tmp_path / "plain.json", tmp_path / "r.json"
+    assert main(["score", valid_paths[0], "--world", "ant", "--quiet", "--out", str(plain)]) == 0
     rc = main(["score", valid_paths[0], "--world", "ant", "weights.float_m=-1", "--quiet", "--out", str(out)])
     assert rc == 0
-    assert _report(out)["summary"]["weights"] == {"float_m": -1.0}
+    defaults = _report(plain)["summary"]["weights"]
+    assert defaults["float_m"] == pytest.approx(-1 / 0.03)
+    assert _report(out)["summary"]["weights"] == {**defaults, "float_m": -1.0}
+
+
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "rlpf", "examples")
+FLOAT_CLIP = os.path.join(EXAMPLES, "ant_float.npz")
+SKATE_CLIP = os.path.join(EXAMPLES, "ant_skate.npz")
+
+
+def _score(tmp_path, name, *args):
+    out = tmp_path / f"{name}.json"
+    assert main(["score", *args, "--quiet", "--out", str(out)]) == 0
+    report = _report(out)
+    return report["clips"][0], report["summary"]
+
+
+def test_readme_weight_example_keeps_the_floating_ant_implausible(tmp_path, monkeypatch):
+    """The README's `rlpf score a.npz weights.skate_mps=-20 weights.mypkg.rewards:smooth=-1`, on the
+    bundled floating ant: skating reweighted, a plugin added, and floating still scored and flagged."""
+    pkg = tmp_path / "plugins" / "mypkg"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "rewards.py").write_text('def smooth(clips, **_):\n    """A constant stand-in."""\n'
+                                    "    return [0.25] * len(clips)\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "plugins"))
+    plain, summary0 = _score(tmp_path, "plain", FLOAT_CLIP)
+    clip, summary = _score(tmp_path, "readme", FLOAT_CLIP, "weights.skate_mps=-20", "weights.mypkg.rewards:smooth=-1")
+    assert not plain["plausible"] and "float_m" in plain["violations"]
+    assert not clip["plausible"] and "float_m" in clip["violations"]
+    assert summary["weights"]["float_m"] == summary0["weights"]["float_m"] == pytest.approx(-1 / 0.03)
+    assert summary["weights"]["skate_mps"] == -20.0 and summary["weights"]["mypkg.rewards:smooth"] == -1.0
+    assert clip["terms"]["float_m"] == plain["terms"]["float_m"] > 0.03
+    # the score: the old one, skating reweighted (-1/0.25 -> -20), plus the plugin's -1 x 0.25
+    skate = plain["terms"]["skate_mps"]
+    expected = plain["score"] + (-20.0 + 1 / 0.25) * skate - 0.25
+    assert clip["score"] == pytest.approx(expected, abs=1e-4)
+    assert clip["score"] < -1.0  # the floating term is in it, not just the two overridden ones
+
+
+def test_one_weight_override_does_not_make_the_floating_ant_plausible(tmp_path):
+    plain, _ = _score(tmp_path, "plain", FLOAT_CLIP)
+    clip, summary = _score(tmp_path, "skate", FLOAT_CLIP, "weights.skate_mps=-20")
+    assert plain["score"] < -8 and not plain["plausible"]
+    assert clip["score"] == pytest.approx(plain["score"] - 20 * plain["terms"]["skate_mps"]
+                                          + plain["terms"]["skate_mps"] / 0.25, abs=1e-4)
+    assert not clip["plausible"] and clip["violations"] == plain["violations"]
+    assert set(plain["terms"]) <= set(summary["weights"])  # every physics term still weighted
+
+
+def test_weight_zero_reports_a_term_without_scoring_it_and_it_still_judges(tmp_path):
+    plain, _ = _score(tmp_path, "plain", FLOAT_CLIP)
+    clip, summary = _score(tmp_path, "zero", FLOAT_CLIP, "weights.float_m=0")
+    assert summary["weights"]["float_m"] == 0.0
+    assert clip["terms"]["float_m"] == plain["terms"]["float_m"]  # reported
+    assert clip["score"] == pytest.approx(plain["score"] + plain["terms"]["float_m"] / 0.03, abs=1e-4)  # not scored
+    assert not clip["plausible"] and "float_m" in clip["violations"]  # but it still decides plausibility
+
+
+def test_a_plugin_weight_does_not_make_a_skating_clip_plausible(tmp_path):
+    plain, _ = _score(tmp_path, "plain", SKATE_CLIP)
+    assert not plain["plausible"] and "skate_mps" in plain["violations"]
+    for override in ("weights.rlpf_plugins:kill_switch=-1", "weights={rlpf_plugins:kill_switch: -1}"):
+        clip, summary = _score(tmp_path, "plugin", SKATE_CLIP, override)
+        assert not clip["plausible"] and clip["violations"] == plain["violations"]
+        assert summary["weights"]["skate_mps"] == pytest.approx(-1 / 0.25)
+
+
+def test_weight_and_threshold_errors_name_the_field(tmp_path, capsys):
+    for override, words in [("weights.skate_mps=.nan", ["weights.skate_mps", "finite", "nan"]),
+                            ("weights=abc", ["weights", "dict[str, float]", "'abc'"]),
+                            ("thresholds.skate_mps=-1", ["thresholds.skate_mps", ">= 0", "-1"]),
+                            ("thresholds.skate_mp=0.1", ["thresholds.skate_mp", "skate_mps", "float_m"]),
+                            ("thresholds.rlpf_plugins:kill_switch=1", ["no plausibility threshold"])]:
+        out = tmp_path / "never.json"
+        assert main(["score", FLOAT_CLIP, override, "--out", str(out)]) == 2, override
+        err = capsys.readouterr().err
+        assert all(w in err for w in words), (override, err)
+        assert not out.exists()
 
 
 def test_no_paths_exits_2(capsys):
@@ -201,7 +282,7 @@ def test_score_help(capsys):
     assert ei.value.code == 0
     out = capsys.readouterr().out
     assert "weights" in out and "thresholds" in out and "--world" in out
-    assert "Reward name" in out  # field docstrings become help text
+    assert "reward name (registered" in out  # field docstrings become help text
 
 
 # ---------------------------------------------------------------- config
@@ -216,7 +297,9 @@ def test_load_config_yaml_and_overrides(tmp_path):
     assert cfg.world == "humanoid"
     assert cfg.weights == {"float_m": -1.5, "skate_mps": -3}
     assert cfg.thresholds == {"float_m": 0.1}
-    assert cfg.resolved_weights() == {"float_m": -1.5, "skate_mps": -3.0}
+    resolved = cfg.resolved_weights()  # the listed weights changed, every other physics term at its default
+    assert resolved["float_m"] == -1.5 and resolved["skate_mps"] == -3.0
+    assert resolved == {**ScoreConfig().resolved_weights(), "float_m": -1.5, "skate_mps": -3.0}
 
     plain = load_config(ScoreConfig, str(cfg_path))
     assert plain.world == "ant" and plain.weights == {"float_m": -1.5, "skate_mps": -2}
@@ -263,8 +346,8 @@ def test_cli_config_file(valid_paths, tmp_path, capsys):
     out = tmp_path / "r.json"
     assert main(["score", valid_paths[0], "--config", str(good), "--quiet", "--out", str(out)]) == 0
     report = _report(out)
-    assert report["summary"]["weights"] == {"float_m": -1.0}
-    assert set(report["clips"][0]["terms"]) == {"float_m"}
+    assert report["summary"]["weights"] == {**ScoreConfig().resolved_weights(), "float_m": -1.0}
+    assert "float_m" in report["clips"][0]["terms"] and "skate_mps" in report["clips"][0]["terms"]
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("weights: [unclosed\n")
