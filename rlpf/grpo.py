@@ -6,15 +6,28 @@ clipped policy-gradient steps, and keeps the policy near a frozen copy of the st
 KL penalty (``beta``; the reference is reloaded by TRL from the base model's directory). rlpf adds
 the rewards (``rlpf.physical_feedback``), restricts sampling to motion codes (``suppress_tokens``:
 every completion is a clip), times each step's parts, and makes the run safe to stop: checkpoints
-every ``save_steps`` (model, optimizer, scheduler, RNG, step), resume from the last one, Ctrl-C
-saves before it stops, TensorBoard continues where the checkpoint left off.
+every ``save_steps`` (model, optimizer, scheduler, RNG, step, the batch scored ahead), resume from
+the last complete one, Ctrl-C saves before it stops, TensorBoard continues where the checkpoint left
+off. A resumed run ends bit-identical to an uninterrupted one, wherever it was killed (SIGKILL) or
+stopped (SIGINT / SIGTERM): what TRL and transformers do not restore by themselves is restored here
+(``_trainer_class``: the prompt order of later epochs; ``last_checkpoint``: a checkpoint a kill cut
+short is never resumed from).
 """
 from __future__ import annotations
 
+import json
 import os
-import signal
+import shutil
 import time
 from dataclasses import dataclass
+
+from rlpf.training import StopOnSignal
+
+COMPLETE_FILE = "rlpf_checkpoint.json"
+"""Written into a checkpoint folder after everything else in it: the folder is whole."""
+MARKED_FILE = "rlpf_checkpoints.json"
+"""Written into the checkpoint directory by a run that marks its checkpoints complete (runs made
+before that have none and are resumed as they were: from their newest checkpoint)."""
 
 
 @dataclass
@@ -59,20 +72,16 @@ class GRPOSettings:
     ratio taken against the policy that sampled them. False: sample, score, update, in turn."""
 
     def __post_init__(self):
-        from rlpf.config import check
-
         for name in ("steps", "prompts_per_step", "num_generations", "steps_per_generation", "num_iterations", "save_steps", "logging_steps"):
-            check(self, getattr(self, name) >= 1, name, getattr(self, name), ">= 1")
-        check(self, self.num_generations >= 2, "num_generations", self.num_generations,
-              ">= 2 (advantages compare completions within a group)")
-        check(self, self.warmup_steps >= 0, "warmup_steps", self.warmup_steps, ">= 0")
-        check(self, self.beta >= 0, "beta", self.beta, ">= 0")
-        check(self, self.learning_rate > 0, "learning_rate", self.learning_rate, "> 0")
-        check(self, self.epsilon > 0, "epsilon", self.epsilon, "> 0")
-        check(self, self.temperature > 0, "temperature", self.temperature, "> 0")
-        check(self, self.max_grad_norm > 0, "max_grad_norm", self.max_grad_norm, "> 0")
-        check(self, self.scale_rewards in ("group", "batch", "none"), "scale_rewards", self.scale_rewards,
-              "one of group, batch, none")
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"grpo.{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_generations < 2:
+            raise ValueError("grpo.num_generations must be >= 2: advantages compare completions within a group")
+        if self.beta < 0:
+            raise ValueError(f"grpo.beta must be >= 0, got {self.beta}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"grpo.learning_rate must be > 0, got {self.learning_rate}")
+
 
     @property
     def cycle(self) -> int:
@@ -81,16 +90,57 @@ class GRPOSettings:
 
 
 def _trainer_class():
+    import torch
     from trl import GRPOTrainer
+    from trl.trainer.utils import RepeatSampler
 
     from rlpf.score_ahead import ScoreAhead
 
+    class EpochSampler(RepeatSampler):
+        """TRL's RepeatSampler, able to start at any epoch.
+
+        RepeatSampler shuffles the prompts with one generator seeded once, drawing a fresh permutation
+        each time an epoch starts. A resumed run builds a new sampler, so it began every later epoch
+        with the permutations of epoch 0, 1, ... instead of those of the epoch it resumed in: other
+        prompts, other samples, other weights (a 40-step run resumed at step 22 ended 0.0065 away
+        from the uninterrupted one; at step 2, still in epoch 0, it was exact). transformers calls
+        ``set_epoch(epoch)`` before each epoch (through accelerate's DataLoaderShard, also after it
+        skips a resumed epoch's first batches): this puts the generator where an uninterrupted run has
+        it at that epoch - seeded, then ``epoch`` permutations drawn - so an uninterrupted run draws
+        exactly what it drew before and a resumed one the same.
+        """
+
+        def set_epoch(self, epoch: int) -> None:
+            if self.shuffle and self.seed is not None:
+                self.generator.manual_seed(self.seed)
+                for _ in range(int(epoch)):
+                    torch.randperm(self.num_samples, generator=self.generator)
+
     class RLPFTrainer(ScoreAhead, GRPOTrainer):
         """GRPOTrainer, scoring the next batch during this one's update (``ScoreAhead``), plus a
-        step-time breakdown: generation / physics scoring (the time the step waits for rewards) / update."""
+        step-time breakdown: generation / physics scoring (the time the step waits for rewards) / update,
+        a prompt sampler that resumes in the right epoch and checkpoints marked complete."""
 
         _gen_s = 0.0
         _score_s = 0.0
+
+        def _get_train_sampler(self, dataset=None):
+            s = super()._get_train_sampler(dataset)
+            if type(s) is not RepeatSampler:  # another TRL: its sampler would need its own resume check
+                raise RuntimeError(f"TRL's GRPO train sampler is a {type(s).__name__}, not the RepeatSampler "
+                                   "rlpf resumes exactly (rlpf.grpo.EpochSampler)")
+            return EpochSampler(s.data_source, mini_repeat_count=s.mini_repeat_count, batch_size=s.batch_size,
+                                repeat_count=s.repeat_count, shuffle=s.shuffle, seed=s.seed)
+
+        def _save_checkpoint(self, model, trial):
+            super()._save_checkpoint(model, trial)  # TRL / transformers' files, then the batch scored ahead
+            if self.args.should_save:
+                from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+                folder = os.path.join(self._get_output_dir(trial=trial),
+                                      f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+                # last: a kill while the folder was written leaves it unmarked (see last_checkpoint)
+                _write_json_atomic(os.path.join(folder, COMPLETE_FILE), {"step": int(self.state.global_step)})
 
         def _generate(self, prompts):
             t0 = time.perf_counter()
@@ -156,40 +206,62 @@ def _ProgressBar():
     return ProgressBar()
 
 
-class _StopOnSignal:
-    """Turns Ctrl-C (SIGINT) / SIGTERM into 'save a checkpoint and stop after this step'."""
+class _StopOnSignal(StopOnSignal):
+    """Ctrl-C (SIGINT) / SIGTERM: save a checkpoint and stop where a generated batch is used up (the
+    trainer's StopCallback): a checkpoint inside a batch's updates would have to store TRL's buffer."""
 
     def __init__(self):
-        self.requested = False
-        self._old = {}
+        super().__init__("stopping: a checkpoint is saved once this generated batch is used up "
+                         "(Ctrl-C again to abort without saving)")
 
-    def __enter__(self):
-        def handler(signum, frame):
-            if self.requested:  # a second Ctrl-C: stop now
-                raise KeyboardInterrupt
-            self.requested = True
-            print("\nstopping: a checkpoint is saved once this generated batch is used up "
-                  "(Ctrl-C again to abort without saving)", flush=True)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self._old[sig] = signal.signal(sig, handler)
-            except ValueError:  # not the main thread
-                pass
-        return self
 
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
+def _write_json_atomic(path: str, obj) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f)
+    os.replace(tmp, path)
+
+
+def _checkpoints(ckpt_dir: str) -> list[tuple[int, str]]:
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    found = []
+    for name in os.listdir(ckpt_dir) if os.path.isdir(ckpt_dir) else ():
+        head, _, tail = name.rpartition("-")
+        if head == PREFIX_CHECKPOINT_DIR and tail.isdigit() and os.path.isdir(os.path.join(ckpt_dir, name)):
+            found.append((int(tail), os.path.join(ckpt_dir, name)))
+    return sorted(found)
+
+
+def last_checkpoint(ckpt_dir: str, remove_partial: bool = False) -> str | None:
+    """The newest checkpoint in ``ckpt_dir`` that was written to its end, or None.
+
+    transformers writes a checkpoint's files one after the other into its final folder (weights,
+    optimizer, scheduler, RNG, trainer state; then rlpf adds the batch scored ahead), and silently
+    resumes without any file that is missing: a run killed while it wrote one resumed with a fresh
+    optimizer or RNG, or without its scored-ahead batch, and ended elsewhere. rlpf marks a folder
+    complete last (``COMPLETE_FILE``), so an unmarked folder is one a kill cut short; with
+    ``remove_partial`` the unmarked folders newer than the one returned are deleted, so the resumed
+    run writes them afresh. A directory of a run made before the marks (no ``MARKED_FILE``) gets its
+    newest checkpoint, as then.
+    """
+    found = _checkpoints(ckpt_dir)
+    if not os.path.isfile(os.path.join(ckpt_dir, MARKED_FILE)):
+        return found[-1][1] if found else None
+    complete = [path for _, path in found if os.path.isfile(os.path.join(path, COMPLETE_FILE))]
+    last = complete[-1] if complete else None
+    if remove_partial:
+        newest = int(last.rsplit("-", 1)[-1]) if last else -1
+        for step, path in found:
+            if step > newest and path not in complete:
+                shutil.rmtree(path)
+    return last
 
 
 def log_history(run_dir: str) -> list[dict]:
     """Every logged step of the GRPO run in ``run_dir`` (from its last checkpoint's trainer state)."""
-    import json
-
-    from transformers.trainer_utils import get_last_checkpoint
-
     ckpt_dir = os.path.join(run_dir, "grpo")
-    last = get_last_checkpoint(ckpt_dir) if os.path.isdir(ckpt_dir) else None
+    last = last_checkpoint(ckpt_dir)
     try:
         with open(os.path.join(last, "trainer_state.json")) as f:
             return json.load(f).get("log_history", [])
@@ -209,7 +281,6 @@ def finetune(model_dir: str, feedback, settings: GRPOSettings, run_dir: str, see
     from torch.utils.tensorboard import SummaryWriter
     from transformers import TrainerCallback
     from transformers.integrations import TensorBoardCallback
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import GRPOConfig
 
     from rlpf.world_model import WorldModel
@@ -229,7 +300,10 @@ def finetune(model_dir: str, feedback, settings: GRPOSettings, run_dir: str, see
     dataset = Dataset.from_dict({"prompt": rows})
 
     ckpt_dir = os.path.join(run_dir, "grpo")
-    last = get_last_checkpoint(ckpt_dir) if os.path.isdir(ckpt_dir) else None
+    if not _checkpoints(ckpt_dir):  # a new run: its checkpoints will be marked complete (last_checkpoint)
+        os.makedirs(ckpt_dir, exist_ok=True)
+        _write_json_atomic(os.path.join(ckpt_dir, MARKED_FILE), {"complete_file": COMPLETE_FILE})
+    last = last_checkpoint(ckpt_dir, remove_partial=True)
     resume_step = int(last.rsplit("-", 1)[-1]) if last else 0
     allowed = set(range(wm.code_offset, wm.code_offset + wm.n_codes))
     suppress = [i for i in range(len(wm.text_tokenizer)) if i not in allowed]

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from rlpf.clips import Clip, clip_files, load_clips, save_clips
-from rlpf.config import ConfigError, check
+from rlpf.config import ConfigError, build_nested
 from rlpf.motion_evaluator import EvaluatorConfig
 from rlpf.motion_tokenizer import TokenizerConfig
 from rlpf.run_dir import claim_run_dir, read_json, write_json
@@ -50,7 +50,7 @@ class PretrainConfig:
     """Fraction of training clips given a web-video-like physical artifact (float, sink, skate, jitter),
     so the base model makes physical errors for RLPF to remove (0.5: ~60% of its samples plausible).
     0 trains on clean simulation only."""
-    artifact_kinds: list[str] = field(default_factory=lambda: ["float", "sink", "skate", "jitter"])
+    artifact_kinds: list = field(default_factory=lambda: ["float", "sink", "skate", "jitter"])
     """Artifact kinds drawn for the corrupted fraction (see rlpf.motion_data.add_artifacts)."""
     seed: int = 0
     """Seed of the split, the artifacts, initialisation and batch order."""
@@ -83,20 +83,20 @@ class PretrainConfig:
     """Steps between resumable checkpoints."""
 
     def __post_init__(self):
-        check(self, 0 <= self.artifacts <= 1, "artifacts", self.artifacts, "a fraction in [0, 1]")
-        check(self, 0 < self.val_fraction < 1, "val_fraction", self.val_fraction, "in (0, 1)")
-        check(self, self.frames >= 1 and self.frames % self.tokenizer.downsample == 0, "frames", self.frames,
-              f"a positive multiple of tokenizer.downsample ({self.tokenizer.downsample})")
-        check(self, self.tokenizer_window >= 0 and self.tokenizer_window % self.tokenizer.downsample == 0
-              and self.tokenizer_window <= self.frames, "tokenizer_window", self.tokenizer_window,
-              f"a multiple of tokenizer.downsample ({self.tokenizer.downsample}), at most frames ({self.frames}); 0 = whole clips")
+        build_nested(self, {"tokenizer": TokenizerConfig, "lm": LMConfig, "evaluator": EvaluatorConfig})
+        if not 0 <= self.artifacts <= 1:
+            raise ValueError(f"artifacts must be a fraction in [0, 1], got {self.artifacts}")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.frames % self.tokenizer.downsample:
+            raise ValueError(f"frames ({self.frames}) must be a multiple of tokenizer.downsample "
+                             f"({self.tokenizer.downsample})")
+        if self.tokenizer_window % self.tokenizer.downsample or self.tokenizer_window > self.frames:
+            raise ValueError(f"tokenizer_window ({self.tokenizer_window}) must be a multiple of tokenizer.downsample "
+                             f"({self.tokenizer.downsample}) and at most frames ({self.frames}); 0 = whole clips")
         for name in ("data_n", "tokenizer_steps", "lm_steps", "tokenizer_batch", "lm_batch", "log_every", "ckpt_every"):
-            check(self, getattr(self, name) >= 1, name, getattr(self, name), ">= 1")
-        for name in ("tokenizer_lr", "lm_lr"):
-            check(self, getattr(self, name) > 0, name, getattr(self, name), "> 0")
-        check(self, self.threads >= 0, "threads", self.threads, ">= 0 (0: the free cores)")
-        check(self, bool(self.artifact_kinds) or not self.artifacts, "artifact_kinds", self.artifact_kinds,
-              "non-empty when artifacts > 0")
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
     @property
     def data_dir(self) -> str:
@@ -145,7 +145,7 @@ def load_or_make_data(cfg: PretrainConfig, progress: bool) -> list[Clip]:
     Always read back from disk, so a first run and a resumed one see the clips in the same order
     (and so hold out the same ones).
     """
-    from rlpf.motion_data import make_dataset, save_dataset
+    from rlpf.motion_data import make_dataset
 
     directory = cfg.data_dir
     files = list(clip_files([directory])) if os.path.isdir(directory) else []
@@ -155,7 +155,7 @@ def load_or_make_data(cfg: PretrainConfig, progress: bool) -> list[Clip]:
         with tqdm(total=cfg.data_n, desc=f"simulating {cfg.world} data", unit="clip", disable=not progress,
                   file=sys.stderr) as bar:
             clips = make_dataset(cfg.world, cfg.data_n, seed=cfg.data_seed, frames=cfg.frames, progress=bar.update)
-        save_dataset(clips, directory)
+        _save_dataset_whole(clips, directory)
         files = list(clip_files([directory]))
     clips = []
     for path in files:
@@ -171,6 +171,32 @@ def load_or_make_data(cfg: PretrainConfig, progress: bool) -> list[Clip]:
                 clip.actions = clip.actions[:cfg.frames]
             clips.append(clip)
     return clips
+
+
+def _save_dataset_whole(clips: list[Clip], directory: str) -> None:
+    """``save_dataset`` all or nothing. Written in place, a run killed or interrupted while it wrote
+    left some of the files, and the next run - finding clips - trained on that part of the data: a
+    different model than the uninterrupted run's. So the files are written into a sibling directory
+    and renamed into place (atomic onto a missing or empty directory; into a directory that holds
+    other files, the clip files are moved in and the manifest last)."""
+    import shutil
+
+    from rlpf.motion_data import save_dataset
+
+    directory = os.path.abspath(directory)
+    tmp = f"{directory}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        save_dataset(clips, tmp)
+        if os.path.isdir(directory) and os.listdir(directory):
+            for name in sorted(os.listdir(tmp), key=lambda n: n == "manifest.json"):
+                os.replace(os.path.join(tmp, name), os.path.join(directory, name))
+            os.rmdir(tmp)
+        else:
+            os.replace(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def split(clips: list[Clip], val_fraction: float, seed: int) -> tuple[list[Clip], list[Clip]]:
