@@ -72,16 +72,20 @@ class GRPOSettings:
     ratio taken against the policy that sampled them. False: sample, score, update, in turn."""
 
     def __post_init__(self):
-        for name in ("steps", "prompts_per_step", "num_generations", "steps_per_generation", "num_iterations", "save_steps", "logging_steps"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"grpo.{name} must be >= 1, got {getattr(self, name)}")
-        if self.num_generations < 2:
-            raise ValueError("grpo.num_generations must be >= 2: advantages compare completions within a group")
-        if self.beta < 0:
-            raise ValueError(f"grpo.beta must be >= 0, got {self.beta}")
-        if self.learning_rate <= 0:
-            raise ValueError(f"grpo.learning_rate must be > 0, got {self.learning_rate}")
+        from rlpf.config import check
 
+        for name in ("steps", "prompts_per_step", "num_generations", "steps_per_generation", "num_iterations", "save_steps", "logging_steps"):
+            check(self, getattr(self, name) >= 1, name, getattr(self, name), ">= 1")
+        check(self, self.num_generations >= 2, "num_generations", self.num_generations,
+              ">= 2 (advantages compare completions within a group)")
+        check(self, self.warmup_steps >= 0, "warmup_steps", self.warmup_steps, ">= 0")
+        check(self, self.beta >= 0, "beta", self.beta, ">= 0")
+        check(self, self.learning_rate > 0, "learning_rate", self.learning_rate, "> 0")
+        check(self, self.epsilon > 0, "epsilon", self.epsilon, "> 0")
+        check(self, self.temperature > 0, "temperature", self.temperature, "> 0")
+        check(self, self.max_grad_norm > 0, "max_grad_norm", self.max_grad_norm, "> 0")
+        check(self, self.scale_rewards in ("group", "batch", "none"), "scale_rewards", self.scale_rewards,
+              "one of group, batch, none")
 
     @property
     def cycle(self) -> int:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from rlpf.clips import Clip, clip_files, load_clips, save_clips
-from rlpf.config import ConfigError, build_nested
+from rlpf.config import ConfigError, check
 from rlpf.motion_evaluator import EvaluatorConfig
 from rlpf.motion_tokenizer import TokenizerConfig
 from rlpf.run_dir import claim_run_dir, read_json, write_json
@@ -50,7 +50,7 @@ class PretrainConfig:
     """Fraction of training clips given a web-video-like physical artifact (float, sink, skate, jitter),
     so the base model makes physical errors for RLPF to remove (0.5: ~60% of its samples plausible).
     0 trains on clean simulation only."""
-    artifact_kinds: list = field(default_factory=lambda: ["float", "sink", "skate", "jitter"])
+    artifact_kinds: list[str] = field(default_factory=lambda: ["float", "sink", "skate", "jitter"])
     """Artifact kinds drawn for the corrupted fraction (see rlpf.motion_data.add_artifacts)."""
     seed: int = 0
     """Seed of the split, the artifacts, initialisation and batch order."""
@@ -83,20 +83,20 @@ class PretrainConfig:
     """Steps between resumable checkpoints."""
 
     def __post_init__(self):
-        build_nested(self, {"tokenizer": TokenizerConfig, "lm": LMConfig, "evaluator": EvaluatorConfig})
-        if not 0 <= self.artifacts <= 1:
-            raise ValueError(f"artifacts must be a fraction in [0, 1], got {self.artifacts}")
-        if not 0 < self.val_fraction < 1:
-            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
-        if self.frames % self.tokenizer.downsample:
-            raise ValueError(f"frames ({self.frames}) must be a multiple of tokenizer.downsample "
-                             f"({self.tokenizer.downsample})")
-        if self.tokenizer_window % self.tokenizer.downsample or self.tokenizer_window > self.frames:
-            raise ValueError(f"tokenizer_window ({self.tokenizer_window}) must be a multiple of tokenizer.downsample "
-                             f"({self.tokenizer.downsample}) and at most frames ({self.frames}); 0 = whole clips")
+        check(self, 0 <= self.artifacts <= 1, "artifacts", self.artifacts, "a fraction in [0, 1]")
+        check(self, 0 < self.val_fraction < 1, "val_fraction", self.val_fraction, "in (0, 1)")
+        check(self, self.frames >= 1 and self.frames % self.tokenizer.downsample == 0, "frames", self.frames,
+              f"a positive multiple of tokenizer.downsample ({self.tokenizer.downsample})")
+        check(self, self.tokenizer_window >= 0 and self.tokenizer_window % self.tokenizer.downsample == 0
+              and self.tokenizer_window <= self.frames, "tokenizer_window", self.tokenizer_window,
+              f"a multiple of tokenizer.downsample ({self.tokenizer.downsample}), at most frames ({self.frames}); 0 = whole clips")
         for name in ("data_n", "tokenizer_steps", "lm_steps", "tokenizer_batch", "lm_batch", "log_every", "ckpt_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+            check(self, getattr(self, name) >= 1, name, getattr(self, name), ">= 1")
+        for name in ("tokenizer_lr", "lm_lr"):
+            check(self, getattr(self, name) > 0, name, getattr(self, name), "> 0")
+        check(self, self.threads >= 0, "threads", self.threads, ">= 0 (0: the free cores)")
+        check(self, bool(self.artifact_kinds) or not self.artifacts, "artifact_kinds", self.artifact_kinds,
+              "non-empty when artifacts > 0")
 
     @property
     def data_dir(self) -> str:
