@@ -287,27 +287,54 @@ def check_policy(policy, env_id: str) -> None:
 
 def evaluate(policy, env_id: str, episodes: int = 20, seed: int = 1000, video_dir: str | None = None,
              video_episodes: int = 1, video_size: int = 240, label: str = "policy", progress: bool = True) -> dict:
-    """Run ``episodes`` seeded episodes; returns success rate, returns, final distances, videos written."""
+    """Run ``episodes`` seeded episodes; returns success rate, returns, final distances, videos written.
+
+    Videos never cost the evaluation: a frame or file that cannot be made (no OpenGL backend, an
+    unwritable ``video_dir``: ``rlpf.render.video_failures``) stops the recording with a warning and an
+    entry in ``video_errors``; rendering does not touch the simulation, so the numbers are the same."""
     from tqdm import tqdm
+
+    from rlpf.render import describe_failure, video_failures
 
     task = get_task(env_id)
     if episodes < 1:
         raise RLPFError(f"episodes must be >= 1, got {episodes}")
     check_policy(policy, env_id)
-    env = make_env(env_id, render_size=video_size if video_dir and video_episodes > 0 else None)
+    recording = bool(video_dir) and video_episodes > 0
+    results, videos, video_errors = [], [], []
+
+    def video_failed(e, what):
+        nonlocal recording
+        recording = False
+        video_errors.append({"video": what, "error": describe_failure(e)})
+        print(f"warning: {label} {env_id}: no video ({what}: {describe_failure(e)}); evaluation goes on without",
+              file=sys.stderr)
+
+    try:
+        env = make_env(env_id, render_size=video_size if recording else None)
+    except video_failures() as e:
+        video_failed(e, "renderer")
+        env = make_env(env_id)
     fps = 1.0 / env.unwrapped.dt
-    results, videos = [], []
+
+    def frame(frames):
+        if not recording:
+            return
+        try:
+            frames.append(env.render())
+        except video_failures() as e:
+            video_failed(e, "env.render()")
     t0 = time.perf_counter()
     try:
         for i in tqdm(range(episodes), desc=f"eval {label} {env_id}", unit="ep", disable=not progress,
                       file=sys.stderr, dynamic_ncols=True):
-            record = bool(video_dir) and i < video_episodes
+            record = i < video_episodes
             obs, _ = env.reset(seed=seed + i)
             policy.reset(env, seed + i)
             d0 = task.distance(env)
             ret, steps, frames, overlay = 0.0, 0, [], []
             if record:
-                frames.append(env.render())
+                frame(frames)
                 overlay.append((0, 0.0))
             while True:
                 action = np.asarray(policy.act(obs, env), dtype=np.float32).reshape(env.action_space.shape)
@@ -317,7 +344,7 @@ def evaluate(policy, env_id: str, episodes: int = 20, seed: int = 1000, video_di
                 ret += float(reward)
                 steps += 1
                 if record:
-                    frames.append(env.render())
+                    frame(frames)
                     overlay.append((steps, ret))
                 if terminated or truncated:
                     break
@@ -325,11 +352,18 @@ def evaluate(policy, env_id: str, episodes: int = 20, seed: int = 1000, video_di
             ok = bool(task.success(d0, d))
             results.append({"seed": seed + i, "return": ret, "success": ok, "start_distance": d0,
                             "final_distance": d, "steps": steps})
-            if record:
+            if record and recording:
                 path = os.path.join(video_dir, f"{_slug(label)}_{env_id}_seed{seed + i}.mp4")
-                videos.append(_write_video(path, frames, overlay, fps, label, ok))
+                try:
+                    videos.append(_write_video(path, frames, overlay, fps, label, ok))
+                except video_failures() as e:
+                    video_failed(e, path)
     finally:
-        env.close()
+        try:
+            env.close()
+        except video_failures() as e:  # a renderer that never got its GL context may fail to close
+            if not video_errors:
+                raise
     returns = np.array([r["return"] for r in results])
     return {
         "env": env_id, "policy": label, "episodes": episodes, "seed": seed,
@@ -339,7 +373,7 @@ def evaluate(policy, env_id: str, episodes: int = 20, seed: int = 1000, video_di
         "final_distance_mean": float(np.mean([r["final_distance"] for r in results])),
         "eval_steps": int(sum(r["steps"] for r in results)),
         "seconds": round(time.perf_counter() - t0, 2),
-        "videos": videos, "per_episode": results,
+        "videos": videos, "video_errors": video_errors, "per_episode": results,
     }
 
 
@@ -348,13 +382,13 @@ def _slug(text: str) -> str:
 
 
 def _write_video(path, frames, overlay, fps, label, ok) -> str:
-    from rlpf.render import GREEN, RED, draw_text, write_mp4
+    from rlpf.render import GREEN, RED, draw_text, text_height, write_mp4
 
     out = []
     for k, (frame, (step, ret)) in enumerate(zip(frames, overlay)):
         img = np.ascontiguousarray(frame)
         draw_text(img, f"{label}  step {step}  return {ret:.1f}", 4, 4)
-        if k >= len(frames) - max(1, int(fps)):
-            draw_text(img, "SUCCESS" if ok else "FAIL", 4, 16, color=GREEN if ok else RED, scale=2)
+        if k >= len(frames) - max(1, int(fps)):  # the last second: the verdict, under the first line
+            draw_text(img, "SUCCESS" if ok else "FAIL", 4, 6 + text_height(1), color=GREEN if ok else RED, scale=2)
         out.append(img)
     return write_mp4(path, np.stack(out), fps)

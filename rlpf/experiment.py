@@ -204,12 +204,12 @@ def train_rlpf(cfg: RLPFConfig, run_dir: str, progress: bool = True) -> dict:
     before, base_clips = measure(base, evaluator, heldout, trackers, cfg.eval_per_prompt, cfg.eval_seed, workers=workers)
     after, tuned_clips = measure(tuned, evaluator, heldout, trackers, cfg.eval_per_prompt, cfg.eval_seed, workers=workers)
     samples = {"base": save_samples(run_dir, "base", base_clips), cfg.method: save_samples(run_dir, cfg.method, tuned_clips)}
-    videos = []
+    videos, video_errors = [], []  # a video that cannot be made is an entry here, never a lost run
     if cfg.videos:
         reward_tracker = trackers[cfg.tracker]
-        videos = render_videos(run_dir, "base", base_clips, reward_tracker, cfg.videos)
+        videos = render_videos(run_dir, "base", base_clips, reward_tracker, cfg.videos, errors=video_errors)
         if cfg.method != "base":
-            videos += render_videos(run_dir, cfg.method, tuned_clips, reward_tracker, cfg.videos)
+            videos += render_videos(run_dir, cfg.method, tuned_clips, reward_tracker, cfg.videos, errors=video_errors)
     timings["evaluate_s"] = time.perf_counter() - t0
 
     report = {"method": cfg.method, "world": cfg.world, "reward_tracker": cfg.tracker, "eval_trackers": cfg.trackers(),
@@ -217,7 +217,8 @@ def train_rlpf(cfg: RLPFConfig, run_dir: str, progress: bool = True) -> dict:
               "evaluation": evaluation_settings(cfg),
               "before": before, "after": after, "change": compare(before, after), "training": training,
               "timings": {k: round(v, 1) for k, v in timings.items()},
-              "samples": {k: os.path.relpath(v, run_dir) for k, v in samples.items()}, "videos": videos}
+              "samples": {k: os.path.relpath(v, run_dir) for k, v in samples.items()}, "videos": videos,
+              "video_errors": video_errors}
     write_report(run_dir, report)
     return report
 

@@ -14,13 +14,14 @@ Speed (llvmpipe, 2 shared cores): MuJoCo's default visual quality (4x multisampl
 maps) renders ant 19 / humanoid 13-16 fps at 128-256 px on a quiet machine; ``fast=True`` (the
 default: no multisampling, 512 px shadow maps, znear 0.05) renders ant ~110-160 / humanoid ~55-70 fps
 (about a third of that while other jobs load the machine).
-Labels are drawn with a built-in 5x7 bitmap font (no extra dependencies).
+Labels are drawn with Pillow (its bundled default font, ``ImageFont.load_default(size=...)``).
 """
 from __future__ import annotations
 
 from rlpf.errors import RLPFError
 
 import copy
+import functools
 import math
 import os
 import platform
@@ -46,6 +47,29 @@ BACKGROUND = (24, 24, 28)
 
 class RenderError(RLPFError, RuntimeError):
     """Rendering is not possible here (no OpenGL backend) or the inputs do not fit."""
+
+
+def video_failures() -> tuple:
+    """The exceptions that mean "no video can be made here", which callers that make videos after
+    finished work (reports of ``rlpf train`` and ``rlpf control``, ``rlpf eval-control --video``) turn
+    into a warning and an entry in their report instead of losing the work:
+
+    RenderError (rlpf's own checks and GL errors), OSError (an unwritable or missing video directory,
+    a full disk, ffmpeg's pipe), ImportError (imageio or a GL library missing), RuntimeError
+    (imageio-ffmpeg without an ffmpeg binary, an invalid MUJOCO_GL), ``mujoco.FatalError`` (no OpenGL
+    context: gymnasium's renderer with glfw and no display), and AttributeError, which is how PyOpenGL
+    reports a GL library that failed to load (``'NoneType' object has no attribute 'glGetError'``
+    under MUJOCO_GL=osmesa without libOSMesa). Anything else is a bug and propagates.
+    """
+    import mujoco
+
+    return (RenderError, OSError, ImportError, RuntimeError, AttributeError, mujoco.FatalError)
+
+
+def describe_failure(e: BaseException) -> str:
+    """One line for a video failure: its type and the first line of its message."""
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -265,72 +289,63 @@ def get_renderer(world, width: int = 256, height: int = 256) -> ClipRenderer:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Text: a 5x7 bitmap font (upper case; lower case is drawn as upper case)
+# Text: Pillow's default font (a scalable FreeType font bundled with Pillow, so no system fonts needed)
 
-_GLYPHS = {
-    "0": ".###.|#...#|#..##|#.#.#|##..#|#...#|.###.", "1": "..#..|.##..|..#..|..#..|..#..|..#..|.###.",
-    "2": ".###.|#...#|....#|...#.|..#..|.#...|#####", "3": "#####|...#.|..#..|...#.|....#|#...#|.###.",
-    "4": "...#.|..##.|.#.#.|#..#.|#####|...#.|...#.", "5": "#####|#....|####.|....#|....#|#...#|.###.",
-    "6": "..##.|.#...|#....|####.|#...#|#...#|.###.", "7": "#####|....#|...#.|..#..|.#...|.#...|.#...",
-    "8": ".###.|#...#|#...#|.###.|#...#|#...#|.###.", "9": ".###.|#...#|#...#|.####|....#|...#.|.##..",
-    "A": ".###.|#...#|#...#|#####|#...#|#...#|#...#", "B": "####.|#...#|#...#|####.|#...#|#...#|####.",
-    "C": ".###.|#...#|#....|#....|#....|#...#|.###.", "D": "###..|#..#.|#...#|#...#|#...#|#..#.|###..",
-    "E": "#####|#....|#....|####.|#....|#....|#####", "F": "#####|#....|#....|####.|#....|#....|#....",
-    "G": ".###.|#...#|#....|#.###|#...#|#...#|.####", "H": "#...#|#...#|#...#|#####|#...#|#...#|#...#",
-    "I": ".###.|..#..|..#..|..#..|..#..|..#..|.###.", "J": "..###|...#.|...#.|...#.|...#.|#..#.|.##..",
-    "K": "#...#|#..#.|#.#..|##...|#.#..|#..#.|#...#", "L": "#....|#....|#....|#....|#....|#....|#####",
-    "M": "#...#|##.##|#.#.#|#.#.#|#...#|#...#|#...#", "N": "#...#|#...#|##..#|#.#.#|#..##|#...#|#...#",
-    "O": ".###.|#...#|#...#|#...#|#...#|#...#|.###.", "P": "####.|#...#|#...#|####.|#....|#....|#....",
-    "Q": ".###.|#...#|#...#|#...#|#.#.#|#..#.|.##.#", "R": "####.|#...#|#...#|####.|#.#..|#..#.|#...#",
-    "S": ".####|#....|#....|.###.|....#|....#|####.", "T": "#####|..#..|..#..|..#..|..#..|..#..|..#..",
-    "U": "#...#|#...#|#...#|#...#|#...#|#...#|.###.", "V": "#...#|#...#|#...#|#...#|#...#|.#.#.|..#..",
-    "W": "#...#|#...#|#...#|#.#.#|#.#.#|#.#.#|.#.#.", "X": "#...#|#...#|.#.#.|..#..|.#.#.|#...#|#...#",
-    "Y": "#...#|#...#|.#.#.|..#..|..#..|..#..|..#..", "Z": "#####|....#|...#.|..#..|.#...|#....|#####",
-    " ": ".....|.....|.....|.....|.....|.....|.....", ".": ".....|.....|.....|.....|.....|.##..|.##..",
-    ",": ".....|.....|.....|.....|.##..|..#..|.#...", ":": ".....|.##..|.##..|.....|.##..|.##..|.....",
-    ";": ".....|.##..|.##..|.....|.##..|..#..|.#...", "-": ".....|.....|.....|#####|.....|.....|.....",
-    "+": ".....|..#..|..#..|#####|..#..|..#..|.....", "=": ".....|.....|#####|.....|#####|.....|.....",
-    "/": ".....|....#|...#.|..#..|.#...|#....|.....", "%": "##...|##..#|...#.|..#..|.#...|#..##|...##",
-    "(": "...#.|..#..|.#...|.#...|.#...|..#..|...#.", ")": ".#...|..#..|...#.|...#.|...#.|..#..|.#...",
-    "[": ".###.|.#...|.#...|.#...|.#...|.#...|.###.", "]": ".###.|...#.|...#.|...#.|...#.|...#.|.###.",
-    "_": ".....|.....|.....|.....|.....|.....|#####", "#": ".#.#.|.#.#.|#####|.#.#.|#####|.#.#.|.#.#.",
-    "!": "..#..|..#..|..#..|..#..|..#..|.....|..#..", "?": ".###.|#...#|....#|...#.|..#..|.....|..#..",
-    "'": "..#..|..#..|.#...|.....|.....|.....|.....", '"': ".#.#.|.#.#.|.....|.....|.....|.....|.....",
-    "<": "...#.|..#..|.#...|#....|.#...|..#..|...#.", ">": ".#...|..#..|...#.|....#|...#.|..#..|.#...",
-    "|": "..#..|..#..|..#..|..#..|..#..|..#..|..#..", "*": ".....|..#..|#.#.#|.###.|#.#.#|..#..|.....",
-}
-_FONT = {c: np.array([[ch == "#" for ch in row] for row in g.split("|")], bool) for c, g in _GLYPHS.items()}
-GLYPH_W, GLYPH_H = 5, 7
+FONT_PX = 10
+"""Font size in pixels at scale 1 (cap height ~7 px, line 13 px: readable in a 64-256 px panel)."""
+
+
+@functools.lru_cache(maxsize=None)
+def _font(scale: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=FONT_PX * scale)
+    except (ImportError, OSError) as e:  # a Pillow built without FreeType (load_default(size=) needs it)
+        raise RenderError(f"cannot load Pillow's default font at {FONT_PX * scale} px ({type(e).__name__}: {e}); "
+                          "install a Pillow wheel with FreeType support (pip install pillow)") from None
+
+
+def text_height(scale: int = 1) -> int:
+    """Height in pixels of one line of text (ascent + descent) drawn with ``draw_text``."""
+    ascent, descent = _font(scale).getmetrics()
+    return int(ascent + descent)
 
 
 def text_size(text: str, scale: int = 1) -> tuple[int, int]:
     """(width, height) in pixels of ``text`` drawn with ``draw_text``."""
-    return len(text) * (GLYPH_W + 1) * scale, GLYPH_H * scale
+    return int(math.ceil(_font(scale).getlength(text))), text_height(scale)
 
 
 def draw_text(img: np.ndarray, text: str, x: int, y: int, color=WHITE, scale: int = 1) -> np.ndarray:
-    """Draw ``text`` into ``img`` ([H, W, 3] uint8, in place) with its top-left corner at (x, y); clipped."""
+    """Draw ``text`` into ``img`` ([H, W, 3] uint8, in place) with its top-left corner at (x, y); clipped
+    at the image's edges. Anti-aliased against whatever is already there."""
+    from PIL import Image, ImageDraw
+
     h, w = img.shape[:2]
-    color = np.asarray(color, np.uint8)
-    for i, ch in enumerate(text.upper()):
-        glyph = _FONT.get(ch, _FONT["?"])
-        if scale > 1:
-            glyph = glyph.repeat(scale, 0).repeat(scale, 1)
-        gx = x + i * (GLYPH_W + 1) * scale
-        if gx >= w:
-            break
-        x0, y0 = max(gx, 0), max(y, 0)
-        x1, y1 = min(gx + glyph.shape[1], w), min(y + glyph.shape[0], h)
-        if x1 <= x0 or y1 <= y0:
-            continue
-        sub = glyph[y0 - y:y1 - y, x0 - gx:x1 - gx]
-        img[y0:y1, x0:x1][sub] = color
+    tw, th = text_size(text, scale)
+    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + tw + scale, w), min(y + th, h)
+    if not text or x1 <= x0 or y1 <= y0:
+        return img
+    region = Image.fromarray(np.ascontiguousarray(img[y0:y1, x0:x1]))  # only the pixels the text can touch
+    ImageDraw.Draw(region).text((x - x0, y - y0), text, font=_font(scale), fill=tuple(int(c) for c in color))
+    img[y0:y1, x0:x1] = np.asarray(region)
     return img
 
 
 def _fit(text: str, width_px: int, scale: int) -> str:
-    n = max(0, (width_px - 2 * scale) // ((GLYPH_W + 1) * scale))
-    return text if len(text) <= n else text[:max(0, n - 2)] + ".."
+    """``text``, or its longest prefix + '..' that fits ``width_px`` with a margin of the label padding."""
+    room = width_px - 2 * 3 * scale
+    if _font(scale).getlength(text) <= room:
+        return text
+    lo, hi = 0, len(text)
+    while lo < hi:  # the longest prefix that fits with the ellipsis
+        mid = (lo + hi + 1) // 2
+        if _font(scale).getlength(text[:mid] + "..") <= room:
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[:lo] + ".." if lo else ""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -377,7 +392,7 @@ def side_by_side(left_frames: np.ndarray, right_frames: np.ndarray, labels: Sequ
         scale = max(1, min(WL, WR) // 256)
     gap = 2 * scale
     pad = 3 * scale
-    line = GLYPH_H * scale + 2 * pad
+    line = text_height(scale) + 2 * pad
     footers = _texts(footer, T)
     bar = None if footer_bar is None else np.asarray(footer_bar, float)
     if bar is not None and bar.shape != (T,):
@@ -497,7 +512,7 @@ def render_clip_video(clip: Clip, path: str, world=None, *, width: int = 256, he
     if text:
         scale = max(1, r.width // 256)
         pad = 3 * scale
-        strip = np.empty((len(frames), GLYPH_H * scale + 2 * pad, r.width, 3), np.uint8)
+        strip = np.empty((len(frames), text_height(scale) + 2 * pad, r.width, 3), np.uint8)
         strip[:] = np.asarray(BACKGROUND, np.uint8)
         draw_text(strip[0], _fit(text, r.width, scale), pad, pad, WHITE, scale)
         strip[1:] = strip[0]

@@ -8,6 +8,7 @@ accuracy, and FID / diversity / R-precision against clean held-out clips the mod
 from __future__ import annotations
 
 import os
+import sys
 
 from rlpf.clips import Clip, save_clips
 
@@ -92,6 +93,8 @@ def format_markdown(report: dict) -> str:
         lines += ["", "Training: " + ", ".join(f"{k} {_fmt(v)}" for k, v in t.items() if not isinstance(v, (dict, list)))]
     if report.get("videos"):
         lines += ["", "Videos (reference | tracked): " + ", ".join(f"`{v}`" for v in report["videos"])]
+    for e in report.get("video_errors", []):
+        lines += ["", f"Video `{e['video']}` (and the rest of its set) not made: {e['error']}"]
     return "\n".join(lines) + "\n"
 
 
@@ -103,10 +106,15 @@ def save_samples(run_dir: str, name: str, clips: list[Clip]) -> str:
     return path
 
 
-def render_videos(run_dir: str, name: str, clips: list[Clip], tracker, n_prompts: int = 3) -> list[str]:
-    """Generated (left) vs tracked (right) mp4s for the first clip of ``n_prompts`` prompts; [] when
-    rendering is unavailable (no OpenGL) - the report is still written."""
-    from rlpf.render import RenderError, render_tracking_video
+def render_videos(run_dir: str, name: str, clips: list[Clip], tracker, n_prompts: int = 3,
+                  errors: list | None = None) -> list[str]:
+    """Generated (left) vs tracked (right) mp4s for the first clip of ``n_prompts`` prompts.
+
+    Videos come after the finished training, so a video that cannot be made (no OpenGL backend, an
+    unwritable videos/ directory, imageio or ffmpeg missing: ``rlpf.render.video_failures``) never
+    loses the run: it is printed as a warning, appended to ``errors`` as ``{"video", "error"}`` (the
+    report's ``video_errors``), and the remaining videos are skipped. Returns the videos written."""
+    from rlpf.render import describe_failure, render_tracking_video, video_failures
     from rlpf.tracking import track_clips
 
     out, seen = [], []
@@ -116,11 +124,15 @@ def render_videos(run_dir: str, name: str, clips: list[Clip], tracker, n_prompts
         seen.append(clip.prompt)
         result = track_clips([clip], tracker)[0]
         path = os.path.join(run_dir, "videos", f"{name}_{clip.prompt.replace(' ', '_')}.mp4")
-        os.makedirs(os.path.dirname(path), exist_ok=True)
         try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
             render_tracking_video(clip, result, path, clip.world)
-        except (RenderError, RuntimeError, OSError) as e:
-            print(f"videos skipped: {e}")
+        except video_failures() as e:
+            why = describe_failure(e)
+            print(f"warning: {name} videos skipped, {os.path.relpath(path, run_dir)} could not be made ({why}); "
+                  "the report is written without them", file=sys.stderr)
+            if errors is not None:
+                errors.append({"video": os.path.relpath(path, run_dir), "error": why})
             return out
         out.append(os.path.relpath(path, run_dir))
     return out

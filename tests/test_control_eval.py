@@ -136,3 +136,41 @@ def test_an_sb3_zip_with_a_serialized_payload_never_runs_it(ppo_dir, tmp_path):
     assert not marker.exists()
     PPO.load(unknown, device="cpu")  # SB3's plain loader decodes it: the payload is live
     assert marker.exists()
+
+
+def test_a_video_that_cannot_be_written_is_recorded_not_raised(tmp_path, capsys):
+    """video_dir under a regular file (makedirs fails for real, also as root): the evaluation completes
+    with the same numbers, the failure is a warning and an entry in video_errors."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the video directory should go")
+    bad = evaluate(expert_policy("Reacher-v5"), "Reacher-v5", episodes=2, video_dir=str(blocker / "videos"),
+                   video_size=64, label="expert", progress=False)
+    plain = evaluate(expert_policy("Reacher-v5"), "Reacher-v5", episodes=2, progress=False)
+    assert bad["per_episode"] == plain["per_episode"] and bad["videos"] == []
+    (entry,) = bad["video_errors"]
+    assert entry["video"].startswith(str(blocker / "videos")) and "Error" in entry["error"]
+    assert "no video" in capsys.readouterr().err
+    assert plain["video_errors"] == []
+
+
+def test_eval_control_without_an_opengl_backend_still_reports(tmp_path):
+    """MUJOCO_GL=glfw without a display: gymnasium's renderer cannot make a context. `rlpf eval-control
+    --video` still evaluates, exits 0 and records the failure in its report."""
+    import json
+    import subprocess
+    import sys
+
+    if os.environ.get("DISPLAY") or sys.platform != "linux":
+        pytest.skip("a display is available: glfw would render")
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env["MUJOCO_GL"] = "glfw"
+    out = tmp_path / "report.json"
+    p = subprocess.run([sys.executable, "-m", "rlpf.cli", "eval-control", "--env", "Reacher-v5", "--policy", "expert",
+                        "--episodes", "1", "--video", str(tmp_path / "videos"), "--out", str(out), "--quiet"],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["videos"] == [] and report["episodes"] == 1
+    (entry,) = report["video_errors"]
+    assert entry["video"] == "env.render()" and entry["error"]
+    assert "no video" in p.stderr

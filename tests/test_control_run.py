@@ -47,3 +47,19 @@ def test_config_errors_name_the_field(tmp_path):
     assert main(["control", "--out", str(tmp_path / "r"), "methods=[dance]"]) == 2
     with pytest.raises(ValueError, match="backbones.b.train"):
         load_config(ControlConfig, None, ["backbones={b: {path: x, train: magic}}"])
+
+
+def test_control_run_records_a_video_failure_and_keeps_its_rows(tmp_path):
+    """RUN/videos is a regular file, so no video can be written (for real, also as root): `rlpf control`
+    finishes, exit 0, every row evaluated, each failure a line of the table and an entry of the report."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "videos").write_text("not a directory")
+    args = [a for a in TINY if not a.startswith("video_episodes")] + ["video_episodes=1", "video_size=48",
+                                                                      "methods=[expert, mlp-bc]"]
+    assert main(["control", "--out", str(run), "--quiet", *args]) == 0
+    report = json.loads((run / "report.json").read_text())
+    assert [(r["method"], r["success_rate"] >= 0, r["videos"]) for r in report["table"]] == [
+        ("expert", True, []), ("mlp-bc", True, [])]
+    assert [(e["method"], e["env"]) for e in report["video_errors"]] == [("expert", "Reacher-v5"), ("mlp-bc", "Reacher-v5")]
+    assert all("Error" in e["error"] and e["video"].startswith(str(run / "videos")) for e in report["video_errors"])

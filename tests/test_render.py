@@ -94,7 +94,10 @@ def test_side_by_side_shape_labels_and_borders():
     assert out.dtype == np.uint8 and out.shape[0] == T and out.shape[2] == plain.shape[2]
     assert out.shape[1] > plain.shape[1]  # footer strip
     header = plain.shape[1] - H
-    assert (out[0, :header] == render.WHITE).all(axis=-1).any()  # label text drawn
+    # label text drawn in its colour (anti-aliased: the stroke centres reach it, the edges blend)
+    near_white = (np.abs(out[0, :header].astype(int) - render.WHITE) <= 40).all(axis=-1)
+    assert near_white[:, :W].any() and near_white[:, W + 2:].any()
+    assert np.array_equal(plain[0, :header], np.broadcast_to(np.uint8(render.BACKGROUND), plain[0, :header].shape))
     assert (out[0, header + 1, W + 2 + 5] == render.GREEN).all()  # right panel border
     assert not np.array_equal(out[0, header + H:], out[1, header + H:])  # per-frame footer
     with pytest.raises(render.RenderError):
@@ -105,6 +108,32 @@ def test_draw_text_clips_at_the_edge():
     img = np.zeros((10, 20, 3), np.uint8)
     render.draw_text(img, "hello world, 0.5 m", 2, 2)
     assert img.any() and img.shape == (10, 20, 3)
+    edge = np.zeros((10, 20, 3), np.uint8)
+    render.draw_text(edge, "far off", 50, 50)  # wholly outside: nothing drawn, no error
+    assert not edge.any()
+    render.draw_text(edge, "x", -3, -3)  # partly outside: clipped, drawn only near the corner
+    assert edge.any() and not edge[:, 8:].any()
+
+
+def test_labels_are_drawn_with_pillow_in_the_label_strip():
+    """The label strip of a labelled frame differs from an unlabelled one where the text is, in the
+    label's colour, and nowhere else; longer labels are cut to the panel with '..'."""
+    T = 2
+    frames = np.full((T, H, W, 3), 100, np.uint8)
+    unlabelled = render.side_by_side(frames, frames, labels=("", ""))
+    labelled = render.side_by_side(frames, frames, labels=("ref", "tracked: FAILED (fell)"),
+                                   label_colours=(render.WHITE, render.RED))
+    assert labelled.shape == unlabelled.shape
+    header = unlabelled.shape[1] - H
+    changed = (labelled != unlabelled).any(axis=-1)
+    assert changed[:, :header].any() and not changed[:, header:].any()  # only the label strip changes
+    assert changed[0, :header, :W].sum() > 20 and changed[0, :header, W + 2:].sum() > 20  # both labels
+    ys, xs = np.nonzero(changed[0, :header, W + 2:])
+    right = labelled[0, ys, W + 2 + xs].astype(int)
+    reddest = right[np.argmax(right[:, 0] - right[:, 1])]
+    assert reddest[0] > 150 and reddest[1] < 90  # drawn in RED, not white
+    assert render._fit("tracked: FAILED (fell)", W, 1).endswith("..")
+    assert render.text_size("tracked", 1)[0] < render.text_size("tracked", 2)[0]  # scale grows the font
 
 
 def test_write_mp4_roundtrip(tmp_path):
