@@ -10,7 +10,8 @@ expected type and the value. Each dataclass checks ranges in ``__post_init__`` (
 Dict-typed fields take their keys whole: ``weights.mypkg.rewards:smooth=-1`` sets the key
 ``mypkg.rewards:smooth`` (the path is split on dots only down to the dict field). A value is YAML:
 ``weights={a: 1}`` replaces the whole dict, ``weights.a=1`` sets one entry on top of the file's or
-the default dict. The field docstrings, read by draccus, are the ``--help`` text (``describe``).
+the default dict; a file may use the same dotted keys (``lm.layers: 2``). The field docstrings,
+read by draccus, are the ``--help`` text (``describe``).
 """
 from __future__ import annotations
 
@@ -161,6 +162,9 @@ def decode_section(cls: type[C], raw: Any, path: Sequence[str]) -> C:
 def load_config(cls: type[C], path: str | None = None, overrides: Sequence[str] = ()) -> C:
     """Build ``cls`` from a YAML file (optional) and ``key=value`` overrides; ConfigError on any problem."""
     raw: dict = read_yaml(path) if path else {}
+    fields = _fields(cls)
+    for key in [k for k in raw if isinstance(k, str) and "." in k and k not in fields]:
+        _set(cls, raw, key.split("."), raw.pop(key), f"{key}: in {path}")  # `lm.layers: 2` in a file, as on the command line
     origin: dict[tuple, str] = {}
     for item in overrides:
         key, sep, text = item.partition("=")

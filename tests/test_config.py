@@ -317,3 +317,13 @@ def test_every_command_refuses_a_mistyped_override_with_exit_2(command, override
     err = capsys.readouterr().err
     assert all(w in err for w in words), err
     assert not os.path.exists(tmp_path / "run")  # refused before anything was written
+
+
+def test_a_file_may_use_dotted_keys_like_the_command_line(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("lm.layers: 2\ntokenizer.levels: [8, 5]\nlm:\n  heads: 2\nlm_steps: 7\n")
+    cfg = load_config(PretrainConfig, str(p))
+    assert (cfg.lm.layers, cfg.lm.heads, cfg.tokenizer.levels, cfg.lm_steps) == (2, 2, (8, 5), 7)
+    p.write_text("lm.layrs: 2\n")
+    msg = _error(PretrainConfig, [], str(p))
+    assert "lm.layrs" in msg and str(p) in msg and "layers" in msg
