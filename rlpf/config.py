@@ -174,7 +174,7 @@ def load_config(cls: type[C], path: str | None = None, overrides: Sequence[str] 
             value = yaml.safe_load(text) if text else ""
         except yaml.YAMLError as e:
             raise ConfigError(f"override {item!r}: the value is not valid YAML: {e}") from None
-        origin[_set(cls, raw, key.split("."), value, item)] = item
+        origin[_set(cls, raw, key.split("."), value, item, text)] = item
     return decode_config(cls, raw, source=path, origin=origin)
 
 
@@ -202,8 +202,10 @@ def decode_config(cls: type[C], raw: dict, source: str | None = None, origin: di
         raise _located(_explain(cls, raw, e), source, origin) from None
 
 
-def _set(cls: type, raw: dict, parts: list[str], value: Any, item: str) -> tuple:
-    """Put one override into ``raw``, walking ``cls``' fields; returns the path it set."""
+def _set(cls: type, raw: dict, parts: list[str], value: Any, item: str, text: str | None = None) -> tuple:
+    """Put one override into ``raw``, walking ``cls``' fields; returns the path it set. ``text``: the
+    value as typed on the command line, kept as it is for a str field (``data=2024-01-01`` is that
+    directory, not the date YAML would read; ``world=5`` the string '5')."""
     node_type, node, done = cls, raw, []
     while True:
         name = parts[len(done)]
@@ -214,6 +216,8 @@ def _set(cls: type, raw: dict, parts: list[str], value: Any, item: str) -> tuple
         kind = fields[name]
         rest = parts[len(done):]
         if not rest:
+            if text is not None and kind in (str, str | None) and value is not None and not isinstance(value, str):
+                value = text
             node[name] = value
             return tuple(done)
         if dataclasses.is_dataclass(kind):
@@ -231,7 +235,7 @@ def _set(cls: type, raw: dict, parts: list[str], value: Any, item: str) -> tuple
             if dataclasses.is_dataclass(value_type) and len(rest) > 1:  # name.key.field=...
                 entry = entries.get(rest[0])
                 entries[rest[0]] = entry if isinstance(entry, dict) else {}
-                sub = _set(value_type, entries[rest[0]], rest[1:], value, item)
+                sub = _set(value_type, entries[rest[0]], rest[1:], value, item, text)
                 return (*done, rest[0], *sub)
             key = ".".join(rest)  # the rest is one key: 'mypkg.rewards:smooth'
             entries[key] = value

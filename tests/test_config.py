@@ -80,7 +80,6 @@ def test_dict_keys_keep_their_dots_and_colons():
     (RLPFConfig, "weights=abc", ["weights", "dict[str, float]", "'abc'"]),
     (RLPFConfig, "grpo.temperature=warm", ["grpo.temperature", "expected float", "'warm'"]),
     (RLPFConfig, "grpo.overlap_scoring=1", ["grpo.overlap_scoring", "bool", "1"]),
-    (RLPFConfig, "world=5", ["world", "expected str", "5"]),
     (RLPFConfig, "world=null", ["world", "expected str", "None"]),
     (RLPFConfig, "eval_trackers=pd", ["eval_trackers", "list[str]", "'pd'"]),
     (TrackerTrainConfig, "net_arch=[64, x]", ["net_arch.1", "expected int", "'x'"]),
@@ -327,3 +326,12 @@ def test_a_file_may_use_dotted_keys_like_the_command_line(tmp_path):
     p.write_text("lm.layrs: 2\n")
     msg = _error(PretrainConfig, [], str(p))
     assert "lm.layrs" in msg and str(p) in msg and "layers" in msg
+
+
+def test_a_str_field_takes_the_command_line_text_as_it_is(tmp_path):
+    cfg = load_config(PretrainConfig, None, ["data=2024-01-01", "world=5"])
+    assert cfg.data == "2024-01-01" and cfg.world == "5"  # not YAML's date and int
+    assert load_config(ScoreConfig, None, ["world=null"]).world is None  # an optional one still takes null
+    p = tmp_path / "c.yaml"
+    p.write_text("world: 5\n")  # in a file, YAML's types hold: quote a string that looks like a number
+    assert "expected str, got 5" in _error(RLPFConfig, [], str(p))
