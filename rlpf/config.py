@@ -164,7 +164,7 @@ def load_config(cls: type[C], path: str | None = None, overrides: Sequence[str] 
     raw: dict = read_yaml(path) if path else {}
     fields = _fields(cls)
     for key in [k for k in raw if isinstance(k, str) and "." in k and k not in fields]:
-        _set(cls, raw, key.split("."), raw.pop(key), f"{key}: in {path}")  # `lm.layers: 2` in a file, as on the command line
+        _set(cls, raw, key.split("."), raw.pop(key), f"key {key!r} in config {path}")  # `lm.layers: 2`, as on the command line
     origin: dict[tuple, str] = {}
     for item in overrides:
         key, sep, text = item.partition("=")
@@ -174,7 +174,7 @@ def load_config(cls: type[C], path: str | None = None, overrides: Sequence[str] 
             value = yaml.safe_load(text) if text else ""
         except yaml.YAMLError as e:
             raise ConfigError(f"override {item!r}: the value is not valid YAML: {e}") from None
-        origin[_set(cls, raw, key.split("."), value, item, text)] = item
+        origin[_set(cls, raw, key.split("."), value, f"override {item!r}", text)] = item
     return decode_config(cls, raw, source=path, origin=origin)
 
 
@@ -203,7 +203,8 @@ def decode_config(cls: type[C], raw: dict, source: str | None = None, origin: di
 
 
 def _set(cls: type, raw: dict, parts: list[str], value: Any, item: str, text: str | None = None) -> tuple:
-    """Put one override into ``raw``, walking ``cls``' fields; returns the path it set. ``text``: the
+    """Put one override (``item`` says which, for errors) into ``raw``, walking ``cls``' fields;
+    returns the path it set. ``text``: the
     value as typed on the command line, kept as it is for a str field (``data=2024-01-01`` is that
     directory, not the date YAML would read; ``world=5`` the string '5')."""
     node_type, node, done = cls, raw, []
@@ -211,7 +212,7 @@ def _set(cls: type, raw: dict, parts: list[str], value: Any, item: str, text: st
         name = parts[len(done)]
         fields = _fields(node_type)
         if name not in fields:
-            raise ConfigError(f"unknown field (override {item!r}); {_valid(node_type)}", ".".join([*done, name]))
+            raise ConfigError(f"unknown field ({item}); {_valid(node_type)}", ".".join([*done, name]))
         done.append(name)
         kind = fields[name]
         rest = parts[len(done):]
@@ -240,7 +241,7 @@ def _set(cls: type, raw: dict, parts: list[str], value: Any, item: str, text: st
             key = ".".join(rest)  # the rest is one key: 'mypkg.rewards:smooth'
             entries[key] = value
             return (*done, key)
-        raise ConfigError(f"is a {type_name(kind)}, not a section with fields (override {item!r})", ".".join(done))
+        raise ConfigError(f"is a {type_name(kind)}, not a section with fields ({item})", ".".join(done))
 
 
 def _fields(cls: type) -> dict[str, Any]:
@@ -316,8 +317,6 @@ def _locate(cls: type, raw: Any, path: tuple) -> tuple[Any, Any, bool]:
 
 def _located(e: ConfigError, source: str | None, origin: dict | None) -> ConfigError:
     """Say where the bad value came from: the override that set it, or the file."""
-    if "override" in e.message:
-        return e
     for set_path, item in (origin or {}).items():
         key = ".".join(set_path)
         if e.field and (e.field == key or e.field.startswith(key + ".") or key.startswith(e.field + ".")):
