@@ -5,29 +5,30 @@ settings and with rlpf's (rlpf/threads.py), in one run.
 
 Run it on an otherwise quiet machine (load average well below 1): the "busy" process is the only
 competitor it means to measure. Each measurement is a fresh Python process (OpenMP reads its wait
-policy when torch is first imported, so old and new settings cannot share a process), started with
+policy when torch is first imported, so settings cannot share a process), started with
 OMP_NUM_THREADS, MKL_NUM_THREADS, OMP_WAIT_POLICY, KMP_BLOCKTIME and RLPF_THREADS removed from its
-environment:
+environment. Settings:
 
-* old: torch is imported before rlpf (libgomp's default spin-then-sleep waiting) and keeps its
-  default thread count (one per core);
-* new: rlpf is imported first (passive waiting) and ``rlpf.threads.configure_threads(0)`` chooses the
-  thread count, as `rlpf pretrain` does.
+* old: torch's defaults - one thread per core, libgomp's default spin-then-sleep waiting;
+* new: rlpf's - ``rlpf.threads.configure_threads(0)`` chooses the count from the free cores, as
+  `rlpf pretrain` does, and ``run_stage`` adapts it between steps (``adapt_threads``);
+* passive: new plus ``OMP_WAIT_POLICY=PASSIVE`` (the alternative rlpf/threads.py weighs).
 
-"Busy" is ``python -c 'while True: pass'``, started 1 s before the thread count is chosen (busy-before)
-or 1 s after it, so that the count was chosen on an idle machine (busy-after: the competitor that
-arrives mid-run). The timed work is ``rlpf.pretrain.lm_stage`` itself - the default ant LM
-(experiments/configs/ant.yaml: 4 layers, hidden 128, batch 64) on simulated ant clips with a
-normalizer-only tokenizer (the LM's cost does not depend on what the codes mean). steps/s is
-(S2 - S1) / (t(S2) - t(S1)) over two runs of the stage with S1 = 5 and S2 = 5 + --steps steps,
-so the fixed costs (model creation, the held-out loss, saving) cancel; a 2-step run first warms up.
+"Busy" is ``python -c 'while True: pass'``, started 1 s before the thread count is chosen (before)
+or 1 s after it (after: the count was chosen on an idle machine, the competitor arrives mid-run).
+The timed work is ``rlpf.pretrain.lm_stage`` itself - the default ant LM (experiments/configs/
+ant.yaml: 4 layers, hidden 128, batch 64) on 70 simulated ant clips with a normalizer-only tokenizer
+(the LM's cost does not depend on what the codes mean). steps/s is (S2 - S1) / (t(S2) - t(S1)) over
+two runs of the stage with S1 = 5 and S2 = 5 + --steps steps, so the fixed costs (model creation,
+the held-out loss, saving) cancel; a 2-step run first warms up (and gives ``adapt_threads`` its
+first look).
 """
 import os
 import sys
 
 BASE_ENV = {k: v for k, v in os.environ.items()
             if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "KMP_BLOCKTIME", "RLPF_THREADS")}
-"""The children's environment: this process's, before rlpf (which sets the wait policy) is imported."""
+"""The children's environment: this process's without the thread settings under test."""
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -37,31 +38,29 @@ import time  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUSY = [sys.executable, "-c", "while True: pass"]
-CASES = [("old", "none"), ("old", "before"), ("new", "none"), ("new", "before"), ("new", "after")]
+CASES = [("old", "none"), ("old", "before"), ("new", "none"), ("new", "before"), ("new", "after"),
+         ("passive", "none"), ("passive", "before"), ("passive", "after")]
 S1 = 5
 
 
 def child(settings: str, busy: str, data: str, steps: int) -> dict:
     """One measurement, in this (fresh) process; prints its result as JSON on the last line."""
-    if settings == "old":
-        import torch  # first: libgomp loads without rlpf's wait policy
-    else:
-        import rlpf  # noqa: F401  (first: sets the passive wait policy before torch loads)
-    policy = os.environ.get("OMP_WAIT_POLICY", "(default)")  # what OpenMP read when it loaded
-    import rlpf  # noqa: F401,F811
+    if settings == "passive":
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # before torch loads libgomp, which reads it then
     import torch
 
+    policy = os.environ.get("OMP_WAIT_POLICY", "(default)")
     competitor = None
     try:
         if busy == "before":
             competitor = subprocess.Popen(BUSY)
             time.sleep(1.0)
-        if settings == "new":
+        if settings == "old":
+            threads = torch.get_num_threads()
+        else:
             from rlpf.threads import configure_threads
 
             threads = configure_threads(0)
-        else:
-            threads = torch.get_num_threads()
         if busy == "after":
             competitor = subprocess.Popen(BUSY)
             time.sleep(1.0)
@@ -84,8 +83,8 @@ def child(settings: str, busy: str, data: str, steps: int) -> dict:
         if competitor is not None:
             competitor.kill()
             competitor.wait()
-    return {"settings": settings, "busy": busy, "threads": threads, "steps_per_s": rate,
-            "wait_policy": policy}
+    return {"settings": settings, "busy": busy, "threads": threads, "threads_end": torch.get_num_threads(),
+            "steps_per_s": rate, "wait_policy": policy}
 
 
 def make_data(data: str) -> None:
@@ -104,6 +103,8 @@ def make_data(data: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=40, help="timed LM steps per measurement (S2 - S1)")
+    ap.add_argument("--cases", default=",".join(f"{a}/{b}" for a, b in CASES),
+                    help="SETTINGS/BUSY pairs to measure (default: all)")
     ap.add_argument("--child", nargs=3, metavar=("SETTINGS", "BUSY", "DATA"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -117,7 +118,8 @@ def main() -> None:
         subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {ROOT + '/experiments'!r}); "
                         f"import benchmark_threads as b; b.make_data({data!r})"], env=BASE_ENV, check=True, cwd=ROOT)
         print(f"data: 70 ant clips x 64 frames, tokenizer normalizer ({time.perf_counter() - t0:.0f} s)")
-        for settings, busy in CASES:
+        cases = [tuple(c.split("/")) for c in args.cases.split(",")]
+        for settings, busy in cases:
             out = subprocess.run([sys.executable, os.path.abspath(__file__), "--steps", str(args.steps),
                                   "--child", settings, busy, data], env=BASE_ENV, cwd=ROOT,
                                  capture_output=True, text=True)
@@ -125,13 +127,17 @@ def main() -> None:
                 sys.exit(f"measurement {settings}/{busy} failed:\n{out.stderr[-3000:]}")
             r = json.loads(out.stdout.strip().splitlines()[-1])
             results[settings, busy] = r
-            print(f"{settings:>3} settings, busy {busy:<6}: {r['steps_per_s']:6.2f} steps/s "
-                  f"({r['threads']} torch threads, OMP_WAIT_POLICY {r['wait_policy']})", flush=True)
+            print(f"{settings:>7} settings, busy {busy:<6}: {r['steps_per_s']:6.2f} steps/s "
+                  f"({r['threads']} torch threads at start, {r['threads_end']} at the end, "
+                  f"OMP_WAIT_POLICY {r['wait_policy']})", flush=True)
     print()
-    for settings, busy in CASES:
-        if busy != "none":
-            ratio = results[settings, "none"]["steps_per_s"] / results[settings, busy]["steps_per_s"]
-            print(f"slowdown busy({busy})/alone, {settings} settings: {ratio:.2f}x")
+    old_alone = results.get(("old", "none"), {}).get("steps_per_s")
+    for settings, busy in cases:
+        if busy != "none" and (settings, "none") in results:
+            rate = results[settings, busy]["steps_per_s"]
+            ratio = results[settings, "none"]["steps_per_s"] / rate
+            vs_old = f"; old alone / this: {old_alone / rate:.2f}x" if old_alone else ""
+            print(f"slowdown, {settings} settings, busy {busy}: alone / busy {ratio:.2f}x{vs_old}")
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

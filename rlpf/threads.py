@@ -1,37 +1,43 @@
 """torch's thread settings for every rlpf process, chosen in one place.
 
-Why this exists: on a small machine that other work shares, torch's defaults turn a busy core into a
-10-20x slowdown instead of a fair share. torch's CPU wheels parallelise every operator over OpenMP
-(libgomp) with one thread per core, and libgomp's threads spin at each operator's barrier before
-they sleep. A small model runs thousands of short parallel regions per second; when another process
-holds one of the cores, every region waits for the thread that is queued behind it, while its
-sibling burns the free core spinning. Measured on the 2-core box the project runs on
-(experiments/benchmark_threads.py): the LM stage of ``rlpf pretrain`` at ~7 steps/s alone, 0.4-1
-step/s beside one busy single-threaded process.
+Why this exists: on a small machine that other work shares, torch's defaults turn one busy core into
+a several-fold slowdown instead of a fair share. torch's CPU wheels run every operator over OpenMP
+(libgomp) with one thread per core, and a small model runs thousands of short parallel regions per
+second. When another process holds one of the cores, every region waits for the thread queued
+behind it, while its sibling spins at the barrier on the free core (libgomp spins before it sleeps).
+The issue measured the LM stage of ``rlpf pretrain`` at ~7 steps/s alone and 0.4-1 step/s beside one
+busy single-threaded process; experiments/benchmark_threads.py measures it on the machine at hand.
 
-Two settings fix it:
+What rlpf does instead:
 
-* **Wait policy.** ``OMP_WAIT_POLICY=PASSIVE`` (libgomp) and ``KMP_BLOCKTIME=0`` (Intel's OpenMP, for
-  torch builds that use it) make idle OpenMP threads sleep at once instead of spinning.
-  *Ordering constraint:* OpenMP reads these when its library is loaded, i.e. on the first ``import
-  torch`` of the process; setting them later changes nothing in this process (child processes
-  inherit them, though). ``prefer_passive_waiting`` sets them (``setdefault``: a value the user
-  exported wins) and ``rlpf/__init__.py`` calls it, so every program that imports rlpf before torch
-  - the ``rlpf`` command, every worker process rlpf starts - gets them. A program that imports torch
-  first keeps torch's default spinning for its own process.
-* **Thread count.** ``configure_threads`` sets ``torch.set_num_threads``: the cores this process may
-  use (``os.sched_getaffinity``) minus those other processes keep busy right now (each allowed core's
-  idle share over ``SAMPLE_S`` seconds of ``/proc/stat``; ``os.getloadavg`` where there is no
-  ``/proc/stat``), at least 1. So a run started beside a busy process takes the free core instead of
-  queueing a thread behind the busy one. Worker processes (scoring, tracking, simulation) use 1
-  thread each: the processes are the parallelism.
+* **Fewer threads when cores are taken.** ``configure_threads`` (called at the start of pretrain,
+  train, train-tracker and control) sets ``torch.set_num_threads`` to the cores this process may use
+  (``os.sched_getaffinity``) minus the cores other processes keep busy: each allowed core's busy share
+  over ``SAMPLE_S`` seconds of ``/proc/stat`` (``os.getloadavg`` where there is no ``/proc/stat``),
+  a core counting as taken once others use more than ``TAKEN_SHARE`` of one. At least 1.
+* **Again during training.** A competitor that arrives mid-run matters as much as one that was there
+  first, so ``adapt_threads`` - called between steps by ``rlpf.training.run_stage`` - looks again
+  every ``ADAPT_S`` seconds, now subtracting this process's own CPU time from the cores' busy time,
+  and moves the count down (or back up) when it changed. Only an automatic count moves: one from
+  ``RLPF_THREADS``, a config or ``OMP_NUM_THREADS`` stays. Changing the count between steps does
+  not change results here: the LM stage ends bit-identical at 1 and 2 threads (checked on this box).
+* **Workers: one thread.** Scoring, tracking and simulation workers (``rlpf.pool``) run
+  ``configure_worker_threads``: the processes are the parallelism.
+* **The OpenMP wait policy is left as it is.** ``OMP_WAIT_POLICY=PASSIVE`` (threads sleep at once
+  instead of spinning) also removes the slowdown, but it makes every parallel region wake its
+  threads through the kernel, and on the 2-core box the LM stage alone then ran about a third slower
+  than with libgomp's default (experiments/benchmark_threads.py measures both; the README has the
+  numbers). Exporting ``OMP_WAIT_POLICY`` still works, with an *ordering constraint*: OpenMP reads it
+  when its library loads, i.e. at the process's first ``import torch``; set after that, it changes
+  nothing in this process (only in the children it starts).
 
-Precedence (first that is set wins): ``RLPF_THREADS`` (environment; the operator's override of every
-command and config), the command's ``threads`` setting when > 0, ``OMP_NUM_THREADS`` (the usual
-OpenMP variable, respected when exported), then the automatic choice.
+Precedence of the count (first that is set wins): ``RLPF_THREADS`` (environment; the operator's
+override of every command and config), the command's ``threads`` setting when > 0,
+``OMP_NUM_THREADS`` (the usual OpenMP variable, respected when exported), then the automatic choice.
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 
@@ -41,21 +47,17 @@ THREADS_ENV = "RLPF_THREADS"
 """Environment variable that overrides every thread choice (a positive integer)."""
 
 SAMPLE_S = 0.2
-"""Seconds of /proc/stat sampled to see how busy this process's cores are (a one-off cost at start)."""
+"""Seconds of /proc/stat sampled at start to see how busy this process's cores are (a one-off cost)."""
 
-PASSIVE_WAIT_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
-"""OpenMP settings that make idle threads sleep instead of spinning (read when torch is first imported)."""
+ADAPT_S = 2.0
+"""Seconds between two looks at the cores during training (``adapt_threads``)."""
+
+TAKEN_SHARE = 0.25
+"""A core counts as taken once other processes keep it busy more than this share of the time."""
 
 
 class ThreadsError(RLPFError, ValueError):
     """A thread setting (``RLPF_THREADS``, ``OMP_NUM_THREADS`` or a config's ``threads``) that is not a thread count."""
-
-
-def prefer_passive_waiting() -> None:
-    """Ask OpenMP threads to sleep, not spin, when idle - effective only before torch is imported
-    in this process (see the module docstring); values already in the environment are kept."""
-    for key, value in PASSIVE_WAIT_ENV.items():
-        os.environ.setdefault(key, value)
 
 
 def usable_cores() -> list[int]:
@@ -66,8 +68,8 @@ def usable_cores() -> list[int]:
         return list(range(os.cpu_count() or 1))
 
 
-def _cpu_times(cpus: list[int]) -> dict[int, tuple[int, int]] | None:
-    """{cpu: (idle ticks, total ticks)} from /proc/stat, or None where it cannot be read."""
+def _cpu_ticks(cpus: list[int]) -> dict[int, tuple[int, int]] | None:
+    """{cpu: (busy ticks, total ticks)} from /proc/stat, or None where it cannot be read."""
     try:
         with open("/proc/stat") as f:
             lines = f.read().splitlines()
@@ -81,28 +83,55 @@ def _cpu_times(cpus: list[int]) -> dict[int, tuple[int, int]] | None:
         cpu = int(name[3:])
         if cpu in cpus:
             ticks = [int(x) for x in fields[:8]]  # user nice system idle iowait irq softirq steal
-            out[cpu] = (ticks[3] + ticks[4], sum(ticks))
+            total = sum(ticks)
+            out[cpu] = (total - ticks[3] - ticks[4], total)
     return out if len(out) == len(cpus) else None
 
 
-def free_cores(cpus: list[int] | None = None, sample_s: float = SAMPLE_S) -> float:
-    """How many of ``cpus`` (default: ``usable_cores()``) are idle right now, in cores.
+def _own_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
 
-    Linux: the summed idle share of each CPU over ``sample_s`` seconds (this process sleeps
-    meanwhile, so what keeps the CPUs busy is other work). Elsewhere: CPUs minus the 1-minute load
-    average, which lags by up to a minute.
+
+class _Snapshot:
+    """The cores' and this process's CPU time at one moment, to measure what others used since."""
+
+    def __init__(self, cpus: list[int]):
+        self.cpus, self.wall, self.ticks, self.own = cpus, time.monotonic(), _cpu_ticks(cpus), _own_cpu_s()
+
+    def others_busy(self) -> float | None:
+        """Cores other processes kept busy since this snapshot (None: /proc/stat unreadable)."""
+        now = _Snapshot(self.cpus)
+        if self.ticks is None or now.ticks is None:
+            return None
+        busy = 0.0
+        for cpu in self.cpus:
+            d_busy, d_total = now.ticks[cpu][0] - self.ticks[cpu][0], now.ticks[cpu][1] - self.ticks[cpu][1]
+            busy += d_busy / d_total if d_total > 0 else 0.0
+        wall = now.wall - self.wall
+        own = (now.own - self.own) / wall if wall > 0 else 0.0
+        return max(0.0, busy - own)
+
+
+def threads_for(others_busy: float, cores: int) -> int:
+    """Threads to run when other processes keep ``others_busy`` of ``cores`` cores busy."""
+    taken = max(0, math.ceil(others_busy - TAKEN_SHARE))
+    return max(1, min(cores, cores - taken))
+
+
+def free_cores(cpus: list[int] | None = None, sample_s: float = SAMPLE_S) -> float:
+    """How many of ``cpus`` (default: ``usable_cores()``) other processes leave idle, in cores.
+
+    Linux: measured over ``sample_s`` seconds of /proc/stat, less this process's own CPU time.
+    Elsewhere: CPUs minus the 1-minute load average, which lags by up to a minute.
     """
     cpus = usable_cores() if cpus is None else list(cpus)
-    before = _cpu_times(cpus)
-    if before is not None:
+    snap = _Snapshot(cpus)
+    if snap.ticks is not None:
         time.sleep(sample_s)
-        after = _cpu_times(cpus)
-        if after is not None:
-            free = 0.0
-            for cpu in cpus:
-                idle, total = after[cpu][0] - before[cpu][0], after[cpu][1] - before[cpu][1]
-                free += idle / total if total > 0 else 1.0
-            return free
+        others = snap.others_busy()
+        if others is not None:
+            return max(0.0, len(cpus) - others)
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):
@@ -111,9 +140,9 @@ def free_cores(cpus: list[int] | None = None, sample_s: float = SAMPLE_S) -> flo
 
 
 def choose_threads(sample_s: float = SAMPLE_S) -> int:
-    """The automatic thread count: usable cores that are at least half idle, at least 1."""
+    """The automatic thread count: usable cores that other processes do not take (``threads_for``)."""
     cpus = usable_cores()
-    return max(1, min(len(cpus), int(free_cores(cpus, sample_s) + 0.5)))
+    return threads_for(len(cpus) - free_cores(cpus, sample_s), len(cpus))
 
 
 def _positive_int(value, what: str) -> int:
@@ -141,13 +170,38 @@ def thread_count(requested: int = 0) -> tuple[int, str]:
     return choose_threads(), "free cores"
 
 
+_ADAPT: dict = {"snapshot": None}
+"""The automatic choice being kept up to date (no snapshot: the count is fixed)."""
+
+
 def configure_threads(requested: int = 0) -> int:
     """Set torch's intra-op thread count for this process (call at the start of a command, before
     its first torch operation) and return it. ``requested``: the command's ``threads`` setting (0:
-    automatic). ``RLPF_THREADS`` overrides it."""
+    automatic, and kept up to date by ``adapt_threads``). ``RLPF_THREADS`` overrides it."""
     import torch
 
-    n, _ = thread_count(requested)
+    n, source = thread_count(requested)
+    torch.set_num_threads(n)
+    _ADAPT["snapshot"] = _Snapshot(usable_cores()) if source == "free cores" else None
+    return n
+
+
+def adapt_threads() -> int | None:
+    """Between training steps: every ``ADAPT_S`` seconds, re-choose an automatic thread count from
+    what other processes used of this process's cores since the last look; returns the new count
+    when it changed. Call it from the thread that runs torch (the count is per calling thread)."""
+    snap = _ADAPT["snapshot"]
+    if snap is None or time.monotonic() - snap.wall < ADAPT_S:
+        return None
+    import torch
+
+    others = snap.others_busy()
+    _ADAPT["snapshot"] = _Snapshot(snap.cpus)
+    if others is None:
+        return None
+    n = threads_for(others, len(snap.cpus))
+    if n == torch.get_num_threads():
+        return None
     torch.set_num_threads(n)
     return n
 
@@ -158,6 +212,7 @@ def configure_worker_threads() -> None:
     the OpenMP variables make the torch a task imports later start with one thread."""
     import sys
 
+    _ADAPT["snapshot"] = None
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)

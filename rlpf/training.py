@@ -17,6 +17,8 @@ from typing import Callable
 
 import torch
 
+from rlpf.threads import adapt_threads
+
 
 @dataclass
 class StageSpec:
@@ -144,6 +146,7 @@ def run_stage(spec: StageSpec, run_dir: str | None, model: torch.nn.Module,
     try:
         with stop:
             while step < spec.steps and not stop.requested:
+                adapt_threads()  # fewer torch threads while other processes take cores (rlpf/threads.py)
                 start_rng = (gen.get_state(), torch.get_rng_state())
                 phase = "batch"
                 batch = batch_fn(gen)

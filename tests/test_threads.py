@@ -8,7 +8,7 @@ import torch
 
 from rlpf.errors import RLPFError
 from rlpf.threads import (THREADS_ENV, ThreadsError, choose_threads, configure_threads, free_cores,
-                          thread_count, usable_cores)
+                          thread_count, threads_for, usable_cores)
 
 
 @pytest.fixture
@@ -73,11 +73,32 @@ def test_a_core_that_another_process_keeps_busy_is_not_counted():
     assert 1 <= choose_threads(0.05) <= len(usable_cores())
 
 
-def test_importing_rlpf_asks_openmp_to_sleep_unless_the_user_chose():
-    code = "import os, rlpf; print(os.environ['OMP_WAIT_POLICY'], os.environ['KMP_BLOCKTIME'])"
-    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "KMP_BLOCKTIME")}
-    out = subprocess.run([sys.executable, "-c", code], env=clean, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["PASSIVE", "0"]
-    out = subprocess.run([sys.executable, "-c", code], env={**clean, "OMP_WAIT_POLICY": "ACTIVE"},
+def test_threads_for_counts_a_core_as_taken_once_others_use_a_quarter_of_it():
+    assert [threads_for(busy, 2) for busy in (0.0, 0.2, 0.3, 1.0, 1.2, 5.0)] == [2, 2, 1, 1, 1, 1]
+    assert threads_for(1.0, 8) == 7 and threads_for(0.0, 1) == 1
+
+
+ADAPT = """
+import subprocess, sys, time, torch
+import rlpf.threads as t
+t.ADAPT_S = 0.5  # the test need not wait the default interval
+n0 = t.configure_threads({requested})
+busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+try:
+    time.sleep(t.ADAPT_S + 0.5)
+    t.adapt_threads()
+finally:
+    busy.kill()
+print(n0, torch.get_num_threads())
+"""
+
+
+@pytest.mark.skipif(len(usable_cores()) != 2, reason="the expected counts are those of a 2-core machine")
+@pytest.mark.parametrize("requested, env_threads, want", [(0, None, "1"), (2, None, "2"), (0, "2", "2")])
+def test_an_automatic_count_drops_when_a_competitor_arrives_mid_run_a_chosen_one_stays(requested, env_threads, want):
+    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", THREADS_ENV)}
+    if env_threads:
+        clean[THREADS_ENV] = env_threads
+    out = subprocess.run([sys.executable, "-c", ADAPT.format(requested=requested)], env=clean,
                          capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["ACTIVE", "0"]
+    assert out.stdout.split()[1] == want
