@@ -51,6 +51,7 @@ def test_no_opengl_backend_is_recorded_not_raised(tmp_path):
     assert not os.path.exists(tmp_path / "videos" / "base_walk_forward.mp4")
 
 
+@pytest.mark.slow
 def test_rlpf_train_writes_its_report_when_no_video_can_be_made(tmp_path_factory):
     """`rlpf train` end to end (method=base: evaluation and videos, no fine-tuning) into a run whose
     videos/ is a regular file: the run finishes, report.json and report.md carry video_errors."""
