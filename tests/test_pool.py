@@ -48,6 +48,10 @@ def fail_unpicklably():
     raise Unpicklable("kept here")
 
 
+def make_a_lambda():
+    return lambda: None  # a result pickle cannot send
+
+
 def item_square(x):
     if x == 5:
         raise KeyError("five")
@@ -124,6 +128,8 @@ def test_a_task_exception_is_that_chunk_s_outcome_and_the_worker_goes_on():
         assert weird.exception is None and "Unpicklable: kept here" in weird.error
         with pytest.raises(TaskFailed, match="kept here"):
             weird.unwrap()
+        unsendable = pool.submit(make_a_lambda).result(timeout=30)
+        assert not unsendable.ok and "result cannot be sent back" in unsendable.error
         assert good.result(timeout=30).value == 9
         assert pool.submit(square_after, 4).result(timeout=30).value == 16
         assert pool.restarts == 0  # an exception is not a death
