@@ -94,9 +94,10 @@ from stable_baselines3.common.callbacks import BaseCallback
 from rlpf.clips import Clip, clip_files, load_clips, save_clips
 from rlpf.config import ConfigError, load_config
 from rlpf.envs.motion_tracking import MotionTrackingEnv, REWARD_TERMS, TrackingReward, resample
-from rlpf.run_dir import claim_run_dir, read_json, write_json
+from rlpf.run_dir import claim_run_dir, locks_run_dir, read_json, write_json
 from rlpf.safe_load import (StatsFileError, UnsafeFileError, legacy_pickle_error, load_sb3_model, read_vecnormalize,
                             save_vecnormalize, vecnormalize_from_stats)
+from rlpf.threads import configure_threads
 from rlpf.tracking import Tracker, TrackResult, success_threshold
 
 NORM_FILE = "vecnormalize.json"
@@ -213,6 +214,7 @@ class TrackerLoadError(RLPFError, ValueError):
 # training
 
 
+@locks_run_dir
 def train_tracker(cfg: TrackerTrainConfig, run_dir: str, progress: bool = True) -> dict:
     """Train, resume or extend the tracker in ``run_dir``; returns the summary (RUN/tracker_summary.json).
 
@@ -234,14 +236,13 @@ def train_tracker(cfg: TrackerTrainConfig, run_dir: str, progress: bool = True) 
     if finished and "eval" in previous and trained_steps(run_dir) >= cfg.total_timesteps:
         return {**previous, "cached": True}
 
-    import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import CallbackList
     from stable_baselines3.common.vec_env import VecNormalize
 
     from rlpf.pretrain import split
 
-    torch.set_num_threads(cfg.threads)
+    configure_threads(cfg.threads)
     t0 = time.perf_counter()
     clips = load_library(cfg, progress)
     train, heldout = split(clips, cfg.val_fraction, cfg.seed)

@@ -33,10 +33,11 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from rlpf.config import ConfigError, check, decode_section, register_decoder
 from rlpf.control_head import BCSpec, ControlHeadConfig
+from rlpf.run_dir import locks_run_dir
+from rlpf.threads import configure_threads
 
 
 @dataclass
@@ -110,7 +111,7 @@ class ControlConfig:
     seed: int = 0
     """Seed of network initialisation, batch order and RL."""
     threads: int = 1
-    """torch threads (0: torch's default; 1 on a shared machine)."""
+    """torch threads (0: the usable cores that are free, see rlpf/threads.py; $RLPF_THREADS overrides)."""
 
     def __post_init__(self):
         from rlpf.control_eval import get_task
@@ -208,14 +209,14 @@ def train_sb3(env_id: str, algo: str, steps: int, n_envs: int, seed: int, out_di
 # the comparison
 
 
+@locks_run_dir
 def run_control(cfg: ControlConfig, run_dir: str, progress: bool = True) -> dict:
     from rlpf.control_data import load_or_collect
     from rlpf.control_eval import TASKS, evaluate, expert_policy
     from rlpf.control_head import train_control_head, train_mlp_bc
     from rlpf.run_dir import claim_run_dir, read_json, write_json
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    configure_threads(cfg.threads)
     claim_run_dir(cfg, run_dir)
     t_start = time.perf_counter()
     timings: dict[str, float] = {}

@@ -17,8 +17,10 @@ import time
 from dataclasses import dataclass, field
 
 from rlpf.config import check, finite
+from rlpf.run_dir import locks_run_dir
 from rlpf.grpo import GRPOSettings
 from rlpf.sft_filter import SFTFilterSettings
+from rlpf.threads import configure_threads
 
 METHODS = ("rlpf", "sft_filter", "base")
 EVALUATION_FIELDS = ("eval_trackers", "eval_per_prompt", "eval_seed", "videos", "workers")
@@ -148,10 +150,52 @@ def ensure_trackers(cfg: RLPFConfig, progress: bool) -> dict:
     return {name: load_tracker(cfg.tracker_spec(name), cfg.world) for name in cfg.trackers()}
 
 
+def check_worlds(cfg: RLPFConfig) -> None:
+    """Before any work: the base model, the pretraining and tracker configs and the trained tracker
+    all belong to ``cfg.world``. A mismatch would otherwise train on clips decoded into the wrong
+    body (every sample excluded, exit 0) - refused here with ConfigError naming the part."""
+    import yaml
+
+    from rlpf.config import ConfigError, load_config
+    from rlpf.envs.worlds import get_world
+    from rlpf.pretrain import PretrainConfig
+
+    get_world(cfg.world)  # a known world, or UnknownWorldError listing them
+
+    def refuse(what: str, world) -> None:
+        raise ConfigError(f"{what} is for world {world!r}, but this experiment is for world {cfg.world!r} "
+                          f"(world={cfg.world}); use a {cfg.world} one or set world=")
+
+    def saved_world(path: str, key: str = "world"):
+        try:
+            with open(path) as f:
+                data = yaml.safe_load(f)  # JSON is YAML
+        except (OSError, yaml.YAMLError):
+            return None
+        return data.get(key) if isinstance(data, dict) else None
+
+    meta = os.path.join(cfg.base_run, "model", "world_model.json")
+    for path in (meta, os.path.join(cfg.base_run, "config.yaml")):
+        world = saved_world(path)
+        if world is not None and world != cfg.world:
+            refuse(f"base_run {cfg.base_run} ({path})", world)
+    pcfg = load_config(PretrainConfig, cfg.pretrain_config)
+    if pcfg.world != cfg.world:
+        refuse(f"pretrain_config {cfg.pretrain_config}", pcfg.world)
+    if "learned" in cfg.trackers():
+        from rlpf.policies.learned_tracker import TrackerTrainConfig
+
+        tcfg = load_config(TrackerTrainConfig, cfg.tracker_config)
+        if tcfg.world != cfg.world:
+            refuse(f"tracker_config {cfg.tracker_config}", tcfg.world)
+        world = saved_world(os.path.join(cfg.tracker_run, "config.yaml"))
+        if world is not None and world != cfg.world:
+            refuse(f"tracker_run {cfg.tracker_run}", world)
+
+
+@locks_run_dir
 def train_rlpf(cfg: RLPFConfig, run_dir: str, progress: bool = True) -> dict:
     """Run the experiment into ``run_dir`` (resuming what is there); returns the report dict."""
-    import torch
-
     from rlpf.clips import load_clips
     from rlpf.motion_evaluator import MotionTextEvaluator
     from rlpf.physical_feedback import PhysicalFeedback
@@ -162,8 +206,9 @@ def train_rlpf(cfg: RLPFConfig, run_dir: str, progress: bool = True) -> dict:
     stored = finished_report(cfg, run_dir)
     if stored is not None:  # the same experiment, trained and evaluated already: nothing to do or write
         return stored
-    os.makedirs(run_dir, exist_ok=True)
-    claim_run_dir(cfg, run_dir, may_change=EVALUATION_FIELDS, introduced=INTRODUCED_FIELDS)
+    claim = dict(may_change=EVALUATION_FIELDS, introduced=INTRODUCED_FIELDS)
+    claim_run_dir(cfg, run_dir, write=False, **claim)  # a different config is refused before any work
+    check_worlds(cfg)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     base_run = ensure_base(cfg, progress)  # with the pretraining config's own thread count
@@ -171,7 +216,9 @@ def train_rlpf(cfg: RLPFConfig, run_dir: str, progress: bool = True) -> dict:
     t0 = time.perf_counter()
     trackers = ensure_trackers(cfg, progress)
     timings["trackers_s"] = time.perf_counter() - t0
-    torch.set_num_threads(max(1, cfg.threads))
+    # the run starts here: base model and trackers exist, so a failed start above left no config behind
+    claim_run_dir(cfg, run_dir, **claim)
+    configure_threads(cfg.threads)
     base_model = os.path.join(base_run, "model")
 
     t0 = time.perf_counter()

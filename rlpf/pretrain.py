@@ -25,7 +25,8 @@ from rlpf.clips import Clip, clip_files, load_clips, save_clips
 from rlpf.config import ConfigError, check
 from rlpf.motion_evaluator import EvaluatorConfig
 from rlpf.motion_tokenizer import TokenizerConfig
-from rlpf.run_dir import claim_run_dir, read_json, write_json
+from rlpf.run_dir import claim_run_dir, locks_run_dir, read_json, write_json
+from rlpf.threads import configure_threads
 from rlpf.world_model import LMConfig
 
 
@@ -55,7 +56,7 @@ class PretrainConfig:
     seed: int = 0
     """Seed of the split, the artifacts, initialisation and batch order."""
     threads: int = 0
-    """torch threads (0: torch's default)."""
+    """torch threads (0: the usable cores that are free, see rlpf/threads.py; $RLPF_THREADS overrides)."""
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     """Motion tokenizer architecture (FSQ levels, downsample, width)."""
     tokenizer_steps: int = 3000
@@ -103,12 +104,12 @@ class PretrainConfig:
         return self.data or os.path.join("runs", "data", f"{self.world}-{self.data_n}x{self.frames}-seed{self.data_seed}")
 
 
+@locks_run_dir
 def pretrain(cfg: PretrainConfig, run_dir: str, progress: bool = True) -> dict:
     """Run (or resume) every stage; returns the summary also written to RUN/pretrain_summary.json."""
     from rlpf.motion_data import add_artifacts
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    configure_threads(cfg.threads)
     claim_run_dir(cfg, run_dir)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()

@@ -1,4 +1,5 @@
 """Run directories: a config written once, a different one refused, fields introduced later read as what old runs did."""
+import os
 from dataclasses import dataclass, field
 
 import pytest
@@ -38,3 +39,58 @@ def test_a_field_missing_from_an_old_run_reads_as_what_that_run_did(tmp_path):
         claim_run_dir(Outer(), str(tmp_path), introduced=introduced)
     claim_run_dir(Outer(inner=Inner(new_switch=False)), str(tmp_path), introduced=introduced)
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["inner"]["new_switch"] is False
+
+
+# ---- the run-directory lock ----------------------------------------------------------------------------
+
+HOLDER = """
+import sys, time
+from rlpf.run_dir import run_lock
+with run_lock(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def _hold_lock_in_another_process(run_dir):
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(run_dir)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_locked_run_directory_is_refused_and_a_dead_owner_leaves_no_stale_lock(tmp_path):
+    import signal
+
+    from rlpf.run_dir import RunLockedError, run_lock
+
+    proc = _hold_lock_in_another_process(tmp_path)
+    try:
+        with pytest.raises(RunLockedError, match=rf"in use .*pid/host: {proc.pid} "):
+            with run_lock(str(tmp_path)):
+                pass
+    finally:
+        proc.send_signal(signal.SIGKILL)  # dies holding the lock, as a killed run would
+        proc.wait()
+    with run_lock(str(tmp_path)):  # the kernel released it with the process: not stale
+        with run_lock(str(tmp_path)):  # re-entrant within one process
+            pass
+
+
+def test_every_run_command_takes_the_lock_before_any_work(tmp_path, capsys):
+    """Two runs into one --out: the second is refused at once and writes nothing into the directory."""
+    from rlpf.cli import main
+
+    run = tmp_path / "run"
+    proc = _hold_lock_in_another_process(run)
+    try:
+        before = sorted(os.listdir(run))
+        for cmd in (["pretrain"], ["train"], ["train-tracker"], ["control"]):
+            assert main([*cmd, "--out", str(run), "--quiet"]) == 2, cmd
+            assert "in use" in capsys.readouterr().err
+        assert sorted(os.listdir(run)) == before == [".lock"]
+    finally:
+        proc.kill()
+        proc.wait()
