@@ -361,7 +361,7 @@ def evaluate(policy, env_id: str, episodes: int = 20, seed: int = 1000, video_di
     finally:
         try:
             env.close()
-        except video_failures() as e:  # a renderer that never got its GL context may fail to close
+        except video_failures():  # a renderer that never got its GL context may fail to close
             if not video_errors:
                 raise
     returns = np.array([r["return"] for r in results])

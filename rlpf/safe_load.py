@@ -32,7 +32,6 @@ import os
 import re
 import sys
 import zipfile
-from typing import Any
 
 import numpy as np
 
