@@ -343,7 +343,7 @@ def cmd_score(args) -> int:
     from rlpf.clips import clip_files
     from rlpf.config import load_config
     from rlpf.outputs import EXIT_WRITE_FAILED, check_output_file, write_or_rescue
-    from rlpf.scoring import ScoreConfig, format_table, score_paths
+    from rlpf.scoring import ScoreConfig, format_table, score
 
     paths, overrides = [], []
     for a in args.paths + args.overrides:  # a path-less key=value given first lands in paths
@@ -362,7 +362,8 @@ def cmd_score(args) -> int:
         check_output_file(args.out, inputs=paths)
     n_files = sum(1 for _ in clip_files(paths))
     with tqdm(total=None, unit="clip", desc="scoring", disable=args.quiet or n_files < 2, file=sys.stderr) as bar:
-        report = score_paths(paths, cfg, progress=bar.update)
+        report = score(paths, cfg.world, cfg.trackers, cfg.weights, cfg.thresholds, cfg.tracker_workers,
+                       progress=bar.update).to_json()
     written = write_or_rescue(args.out, report, "score") if args.out else True
     if not args.quiet:
         print(format_table(report))

@@ -14,6 +14,7 @@ agreement.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -21,8 +22,8 @@ from typing import Iterable
 
 import numpy as np
 
-from rlpf.clips import Clip, load_by_world
-from rlpf.envs.worlds import compile_world
+from rlpf.clips import Clip, ClipError, load_by_world
+from rlpf.envs.worlds import UnknownWorldError, compile_world
 from rlpf.rewards.registry import RewardError, evaluate_rewards, get_reward, physics_terms, registered
 from rlpf.tracking import TrackerError, agreement, check_tracker_spec, load_tracker, track_clips, tracker_summary
 
@@ -141,22 +142,140 @@ def score_clips(clips: list[Clip], world, cfg: ScoreConfig | None = None, **cont
     return out
 
 
+@dataclass
+class ClipScore:
+    """One scored clip: exactly one entry of the report's ``clips`` (docs/report-format.md)."""
+
+    source: str
+    prompt: str | None
+    world: str
+    score: float
+    """Weighted total of the terms: 0 = nothing found, more negative = less plausible."""
+    plausible: bool
+    """No term with a threshold above it (and, with trackers, the clip was tracked)."""
+    violations: list[str]
+    terms: dict[str, float]
+    tracking: dict | None = None
+    """Per tracker: success, fell, diverged, max_error_m (only when scored with trackers)."""
+
+    def to_json(self) -> dict:
+        out = {"source": self.source, "prompt": self.prompt, "world": self.world, "score": self.score,
+               "plausible": self.plausible, "violations": self.violations, "terms": self.terms}
+        if self.tracking is not None:
+            out["tracking"] = self.tracking
+        return out
+
+
+@dataclass
+class ScoreError:
+    """An input that could not be scored, and why (an entry of the report's ``errors``)."""
+
+    source: str
+    error: str
+
+    def to_json(self) -> dict:
+        return {"source": self.source, "error": self.error}
+
+
+@dataclass
+class ScoreReport:
+    """What ``rlpf.score`` returns; ``to_json()`` is exactly the report ``rlpf score --out`` writes."""
+
+    world: str | None
+    clips: list[ClipScore]
+    errors: list[ScoreError]
+    summary: dict
+    """n_clips, n_errors, plausible_rate, mean_score, term_means, flagged_by, weights, thresholds (and
+    tracking_success_rate, trackers, tracker_agreement with trackers)."""
+
+    @property
+    def plausible_rate(self) -> float | None:
+        return self.summary["plausible_rate"]
+
+    def to_json(self) -> dict:
+        return {"world": self.world, "clips": [c.to_json() for c in self.clips],
+                "errors": [e.to_json() for e in self.errors], "summary": self.summary}
+
+
+def score(clips, world=None, trackers: Iterable = (), weights: dict | None = None,
+          thresholds: dict | None = None, workers: int | None = None, progress=None) -> ScoreReport:
+    """Score clips for physical plausibility: the Python API behind ``rlpf score``.
+
+    ``clips``: a ``Clip``, a list of them, or paths of clip files / directories (as on the command
+    line). ``world``: a world name, MJCF path or ``World``; default: each clip's own. ``trackers``:
+    pd, learned, a trained tracker's run directory or a Tracker (the first fills tracking_success
+    and friends). ``weights`` / ``thresholds``: overrides, as ``weights.NAME=W`` on the command line
+    (one weight changes, the others keep their defaults). In-memory clips are validated exactly as
+    files are (and copied first: your arrays are never changed); a bad clip is an entry in
+    ``errors``, the others are scored.
+    """
+    from rlpf.clips import validate
+
+    cfg = ScoreConfig(world=world if isinstance(world, str) or world is None else None,
+                      weights=dict(weights or {}), thresholds=dict(thresholds or {}),
+                      trackers=[t for t in trackers if isinstance(t, str)], tracker_workers=workers)
+    objects = [t for t in trackers if not isinstance(t, str)]
+    if isinstance(clips, (Clip, str, os.PathLike)):
+        clips = [clips]
+    clips = list(clips)
+    if all(isinstance(c, (str, os.PathLike)) for c in clips):
+        _check_plugins_and_trackers(cfg)
+        by_world, errors = load_by_world([os.fspath(c) for c in clips], cfg.world)
+    else:
+        if not all(isinstance(c, Clip) for c in clips):
+            raise TypeError("rlpf.score: give Clip objects or paths, not a mix")
+        _check_plugins_and_trackers(cfg)
+        by_world, errors = {}, []
+        for clip in clips:
+            target = world if world is not None else clip.world
+            try:
+                if target is None:
+                    raise ClipError(clip.source, "no world: the clip has none and no world= was given")
+                cw = compile_world(target)
+                own = Clip(qpos=np.array(clip.qpos, dtype=np.float64), fps=clip.fps, world=cw.name, prompt=clip.prompt,
+                           actions=None if clip.actions is None else np.array(clip.actions, np.float64),
+                           source=clip.source)
+                validate(own, cw.model, cw.name)
+            except (ClipError, UnknownWorldError) as e:
+                errors.append({"source": clip.source, "error": getattr(e, "problem", str(e))})
+                continue
+            by_world.setdefault(target, []).append(own)
+    report = _score_groups(by_world, errors, cfg, progress, tracker_objects=objects)
+    return ScoreReport(world=report["world"], clips=[ClipScore(**c) for c in report["clips"]],
+                       errors=[ScoreError(**e) for e in report["errors"]], summary=report["summary"])
+
+
 def score_paths(paths: list[str], cfg: ScoreConfig | None = None, progress=None) -> dict:
     """Load, validate and score every clip under ``paths``; returns the report dict."""
     cfg = cfg or ScoreConfig()
-    weights = cfg.resolved_weights()
-    for name in weights:  # an unknown plugin is a config error, not a per-clip one
+    _check_plugins_and_trackers(cfg)
+    by_world, errors = load_by_world(paths, cfg.world)
+    return _score_groups(by_world, errors, cfg, progress)
+
+
+def _check_plugins_and_trackers(cfg: ScoreConfig) -> None:
+    for name in cfg.resolved_weights():  # an unknown plugin is a config error, not a per-clip one
         get_reward(name)
     for spec in cfg.trackers:  # so is an unknown tracker
         check_tracker_spec(spec)
-    by_world, errors = load_by_world(paths, cfg.world)
+
+
+def _score_groups(by_world: dict, errors: list[dict], cfg: ScoreConfig, progress=None,
+                  tracker_objects: list | None = None) -> dict:
+    """Score validated clips grouped by world; the report dict (docs/report-format.md)."""
+    weights = cfg.resolved_weights()
+    specs = list(cfg.trackers) + list(tracker_objects or [])
+    names = [s if isinstance(s, str) else getattr(s, "name", type(s).__name__) for s in specs]
+    if specs:
+        cfg = dataclasses.replace(cfg, trackers=names)  # tracking terms weighted like named trackers
+        weights = cfg.resolved_weights()
     results: list[dict] = []
-    tracked: dict[str, list] = {spec: [] for spec in cfg.trackers}   # tracker -> results on every scored clip
+    tracked: dict[str, list] = {name: [] for name in names}   # tracker -> results on every scored clip
     for name, clips in by_world.items():
-        trackers = {spec: load_tracker(spec, name) for spec in cfg.trackers}
+        trackers = {label: load_tracker(spec, name) for label, spec in zip(names, specs)}
         for tracker in trackers.values():  # one parallel pass per world and tracker; plugins read its cache
             track_clips(clips, tracker, workers=cfg.tracker_workers)
-        context = {"tracker": trackers[cfg.trackers[0]]} if trackers else {}
+        context = {"tracker": trackers[names[0]]} if trackers else {}
         for start in range(0, len(clips), 16):
             batch = clips[start:start + 16]
             for clip, entry in zip(batch, score_clips(batch, name, cfg, **context)):
@@ -164,19 +283,19 @@ def score_paths(paths: list[str], cfg: ScoreConfig | None = None, progress=None)
                     errors.append(entry)
                     continue
                 if trackers:
-                    outcome = {spec: track_clips([clip], tr)[0] for spec, tr in trackers.items()}
-                    entry["tracking"] = {spec: _track_entry(r) for spec, r in outcome.items()}
-                    for spec, r in outcome.items():
-                        tracked[spec].append(r)
+                    outcome = {label: track_clips([clip], tr)[0] for label, tr in trackers.items()}
+                    entry["tracking"] = {label: _track_entry(r) for label, r in outcome.items()}
+                    for label, r in outcome.items():
+                        tracked[label].append(r)
                 results.append(entry)
             if progress:
                 progress(len(batch))
     worlds = sorted({r["world"] for r in results} | ({cfg.world} if cfg.world else set()))
     summary = summarize(results, errors, weights, cfg.resolved_thresholds(weights))
-    if cfg.trackers:
-        summary["tracking_success_rate"] = tracker_summary(tracked[cfg.trackers[0]])["success_rate"]
-        summary["trackers"] = {spec: tracker_summary(rs) for spec, rs in tracked.items()}
-        summary["tracker_agreement"] = agreement({spec: [r.success for r in rs] for spec, rs in tracked.items()})
+    if names:
+        summary["tracking_success_rate"] = tracker_summary(tracked[names[0]])["success_rate"]
+        summary["trackers"] = {label: tracker_summary(rs) for label, rs in tracked.items()}
+        summary["tracker_agreement"] = agreement({label: [r.success for r in rs] for label, rs in tracked.items()})
     return {
         "world": worlds[0] if len(worlds) == 1 else ("mixed" if worlds else cfg.world),
         "clips": results,
@@ -254,4 +373,4 @@ def _short_source(source: str, width: int = 40) -> str:
     return source if len(source) <= width else "..." + source[-(width - 3):]
 
 
-__all__ = ["ScoreConfig", "score_clips", "score_paths", "write_report", "format_table", "RewardError", "TrackerError"]
+__all__ = ["ScoreConfig", "ScoreReport", "ClipScore", "ScoreError", "score", "score_clips", "score_paths", "write_report", "format_table", "RewardError", "TrackerError"]
