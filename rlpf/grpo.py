@@ -127,14 +127,15 @@ def _trainer_class():
 
         _gen_s = 0.0
         _score_s = 0.0
+        sampler_class = EpochSampler
 
         def _get_train_sampler(self, dataset=None):
             s = super()._get_train_sampler(dataset)
             if type(s) is not RepeatSampler:  # another TRL: its sampler would need its own resume check
                 raise RuntimeError(f"TRL's GRPO train sampler is a {type(s).__name__}, not the RepeatSampler "
-                                   "rlpf resumes exactly (rlpf.grpo.EpochSampler)")
-            return EpochSampler(s.data_source, mini_repeat_count=s.mini_repeat_count, batch_size=s.batch_size,
-                                repeat_count=s.repeat_count, shuffle=s.shuffle, seed=s.seed)
+                                   "rlpf resumes exactly (rlpf.grpo EpochSampler)")
+            return self.sampler_class(s.data_source, mini_repeat_count=s.mini_repeat_count, batch_size=s.batch_size,
+                                      repeat_count=s.repeat_count, shuffle=s.shuffle, seed=s.seed)
 
         def _save_checkpoint(self, model, trial):
             super()._save_checkpoint(model, trial)  # TRL / transformers' files, then the batch scored ahead
