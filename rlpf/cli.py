@@ -236,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train a tracking policy (DeepMimic-style reward, residual PD targets) with PPO over a\n"
                     "library of valid clips: the world's simulated clips (cached under runs/data, shared with\n"
-                    "`rlpf pretrain`) or data=DIR. Output: RUN/tracker.zip + RUN/vecnormalize.pkl (use with\n"
+                    "`rlpf pretrain`) or data=DIR. Output: RUN/tracker.zip + RUN/vecnormalize.json (use with\n"
                     "rlpf.policies.learned_tracker.LearnedTracker.load(RUN)), TensorBoard logs in RUN/tb,\n"
                     "checkpoints in RUN/checkpoints, and RUN/tracker_summary.json with the held-out evaluation\n"
                     "(success on valid clips and on levitated copies).\n\n"
