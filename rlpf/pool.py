@@ -365,9 +365,9 @@ class WorkerPool:
         self._workers.remove(w)
         w.conn.close()
         w.process.close()
+        lost = None
         if w.task is not None and w.ready:
-            w.task[2].set_result(Outcome(error=f"a worker process died ({how}) while running this chunk "
-                                               f"(killed, or crashed in native code)", died=True))
+            lost = w.task[2]
         elif w.task is not None:
             with self._lock:
                 self._pending.appendleft((*w.task, True))
@@ -381,6 +381,9 @@ class WorkerPool:
         else:
             self._workers.append(self._start_worker(self._started))
             self.restarts += 1
+        if lost is not None:  # after the replacement started: whoever sees the death sees a full pool
+            lost.set_result(Outcome(error=f"a worker process died ({how}) while running this chunk "
+                                          f"(killed, or crashed in native code)", died=True))
 
     def _break(self, reason: str) -> None:
         """Workers cannot start: every queued chunk fails with ``reason``, and so does every later submit."""
