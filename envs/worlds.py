@@ -1,15 +1,35 @@
-"""Worlds: a MuJoCo model plus the few facts the physics scorer needs about it.
+"""Worlds: a MuJoCo model plus every fact the rest of rlpf needs about it.
 
 Adding a robot is one ``World(...)`` declaration (or just an MJCF path, from which the
-declaration is inferred). ``compile_world`` turns it into index arrays once per process.
+declaration is inferred): the scorer's floor, root, feet and objects, the trackers' success
+threshold, fall drop and PD gains, and - where the world has them - its reset, its scripted
+controller and its labelled-data source (prompts, labeller, data controllers, artifact kinds).
+Nothing outside these declarations branches on a world's name. ``compile_world`` turns a world into
+index arrays once per process.
+
+Worlds are found by name in a registry (gymnasium's ``register`` / ``make`` pattern):
+``register_world("mybot", World(...))`` makes ``mybot`` usable wherever a world is named (the CLI,
+YAML configs, a clip's ``world`` field); an installed package ships worlds as entry points in the
+group ``rlpf.worlds`` (each a ``World`` object), looked up only when a name is not registered, so a
+broken third-party package never breaks ``import rlpf``. Worker processes do not share the
+registry: what goes to them is ``portable_world(world)``, the World itself unless it is a built-in.
+
+References from a declaration to code that needs heavier imports (the data source, the scripted
+controller, the reset) are ``"module:attribute"`` strings resolved only when used, so this module
+imports neither ``rlpf.motion_data`` nor ``rlpf.policies``.
 """
 from __future__ import annotations
 
 from rlpf.errors import RLPFError
 
+import dataclasses
 import functools
+import importlib
+import importlib.metadata
 import os
+import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import mujoco
 import numpy as np
@@ -46,11 +66,45 @@ class World:
     """Metres; turns root torques into forces (N·m / length) so both read in body weights."""
     gym_id: str | None = None
     """The gymnasium env whose model this is, if any."""
+    success_threshold_m: float | None = None
+    """Largest mean body-position error (m) at any frame of a successful track (``rlpf.tracking``).
+    None: ``DEFAULT_THRESHOLD_M`` (the PHC/UHC 0.5 m, meant for a humanoid-sized body)."""
+    fall_drop_m: float | None = None
+    """m the floating root may sink below the reference's before the body has fallen. None:
+    ``FALL_DROP_FRACTION`` of the free root's height in the model's qpos0 (0 for a fixed base)."""
+    pd_gains: tuple[float, float] | None = None
+    """(kp in 1/s^2, kd in 1/s) of ``rlpf.policies.pd_tracker.PDTracker``, both multiplied by each
+    joint's effective inertia. None: ``DEFAULT_PD_GAINS``."""
+    reset: Any = None
+    """``fn(model, data, rng)`` (or its ``"module:name"``) placing the scene after the qpos0 + noise
+    reset of ``rlpf.simulate`` (the gymnasium env's own reset, e.g. Pusher-v5's object placement)."""
+    controller: Any = None
+    """The scripted controller class ``rlpf simulate`` runs by default (or its ``"module:name"``);
+    None: ``rlpf.policies.scripted.SmoothRandom``."""
+    data: Any = None
+    """The world's labelled motion data, an ``rlpf.motion_data.DataSource`` (or its ``"module:name"``):
+    prompts, labeller, data controllers, artifact kinds. None: ``rlpf data`` and command accuracy do
+    not apply to the world."""
+
+
+DEFAULT_THRESHOLD_M = 0.5
+"""Success threshold (m) of a world that declares none."""
+FALL_DROP_FRACTION = 0.25
+"""Fall drop of a floating world that declares none: this fraction of the root's height in qpos0."""
+DEFAULT_PD_GAINS = (900.0, 60.0)
+"""(kp, kd) of a world that declares none (stable for simulator timesteps up to ~0.03 s)."""
 
 
 _ASSETS = {"ant": "ant.xml", "humanoid": "humanoid.xml", "pusher": "pusher_v5.xml"}
 
 BUILTIN_WORLDS: dict[str, World] = {
+    # success thresholds: humanoid 0.5 m, the PHC/UHC rule RLPF uses; ant and pusher 0.5 m scaled by
+    # body size, the mean distance of the robot's bodies from their centroid at qpos0 (humanoid 0.43 m,
+    # ant 0.26 m, pusher 0.28 m: x0.6 -> 0.3 m). Measured (experiments/tracking_separation.py, 40
+    # clips): the PD tracker's worst frame on valid ant clips stays below ~0.2 m, while a 0.5 m
+    # teleport or levitation crosses 0.3 m.
+    # fall drops: about a quarter of the standing root height (ant 0.55 m, humanoid 1.3 m).
+    # PD gains: measured with experiments/tracking_separation.py (seeds 300-599; see the README table).
     "ant": World(
         name="ant",
         xml=_ASSETS["ant"],
@@ -58,6 +112,11 @@ BUILTIN_WORLDS: dict[str, World] = {
         fps=20.0,
         char_length=0.5,
         gym_id="Ant-v5",
+        success_threshold_m=0.3,
+        fall_drop_m=0.2,
+        pd_gains=(900.0, 60.0),      # 30 rad/s, critically damped; kd * 0.01 s = 0.6
+        controller="rlpf.policies.scripted:AntGait",
+        data="rlpf.motion_data:ANT_DATA",
     ),
     "humanoid": World(
         name="humanoid",
@@ -66,6 +125,9 @@ BUILTIN_WORLDS: dict[str, World] = {
         fps=1.0 / (0.003 * 5),
         char_length=1.0,
         gym_id="Humanoid-v5",
+        success_threshold_m=0.5,
+        fall_drop_m=0.35,
+        pd_gains=(6400.0, 160.0),    # 80 rad/s; kd * 0.003 s = 0.48; softer gains let it fall early
     ),
     "pusher": World(
         name="pusher",
@@ -76,28 +138,185 @@ BUILTIN_WORLDS: dict[str, World] = {
         fps=20.0,
         char_length=0.5,
         gym_id="Pusher-v5",
+        success_threshold_m=0.3,
+        pd_gains=(900.0, 60.0),      # arm error ~2 mm at any gain from 400 up
+        reset="rlpf.simulate:pusher_reset",
+        controller="rlpf.policies.scripted:PusherScript",
+        data="rlpf.motion_data:PUSHER_DATA",
     ),
 }
+"""The worlds rlpf ships (gymnasium's v5 models); ``get_world`` also finds registered ones."""
 
 
 class UnknownWorldError(RLPFError, ValueError):
-    pass
+    """A world that cannot be found or loaded; the message names it and says what exists."""
 
 
-def get_world(name_or_path: str) -> World:
-    """A built-in world by name, or a world inferred from an MJCF file path."""
+class WorldRegistryError(RLPFError, ValueError):
+    """A bad ``register_world`` call: a taken name (without ``replace=True``) or a bad declaration."""
+
+
+ENTRY_POINT_GROUP = "rlpf.worlds"
+"""Entry-point group an installed package ships worlds in (``name = package.module:WORLD``)."""
+
+_REGISTRY: dict[str, World] = dict(BUILTIN_WORLDS)
+
+
+def register_world(name: str, world: World | str, *, replace: bool = False) -> World:
+    """Make ``world`` (a ``World``, or an MJCF path to infer one from) available under ``name``.
+
+    Then ``name`` works wherever a world is named: the CLI (``--world``), YAML configs, a clip's
+    ``world`` field, ``compile_world``. The model is loaded and checked now, so a bad declaration
+    fails here, not in the middle of scoring. Registering a taken name (a built-in included) raises
+    WorldRegistryError unless ``replace=True``. Returns the registered World.
+    """
+    if not isinstance(name, str) or not name or name != name.strip() or name.endswith(".xml") or ":" in name:
+        raise WorldRegistryError(f"register_world: bad world name {name!r}: a non-empty name without "
+                                 "surrounding spaces, ':' or a '.xml' ending (those name files and import paths)")
+    if isinstance(world, str):
+        if not os.path.isfile(world):
+            raise WorldRegistryError(f"register_world({name!r}): {world!r} is neither a World nor an MJCF file")
+        world = dataclasses.replace(infer_world(world), name=name)
+    if not isinstance(world, World):
+        raise WorldRegistryError(f"register_world({name!r}): expected a World or an MJCF path, "
+                                 f"got {type(world).__name__}")
+    if world.name != name:
+        raise WorldRegistryError(f"register_world({name!r}): the World is named {world.name!r}; clips and "
+                                 f"reports use World.name, so give it name={name!r} (dataclasses.replace)")
+    if name in _REGISTRY and not replace:
+        raise WorldRegistryError(f"register_world: world {name!r} is already registered "
+                                 f"({_REGISTRY[name].xml}); pass replace=True to replace it")
+    _check_declaration(world)
+    _REGISTRY[name] = world
+    return world
+
+
+def unregister_world(name: str) -> None:
+    """Forget a registered world (a built-in comes back as it ships)."""
+    _REGISTRY.pop(name, None)
+    if name in BUILTIN_WORLDS:
+        _REGISTRY[name] = BUILTIN_WORLDS[name]
+
+
+def registered_worlds() -> dict[str, World]:
+    """Every registered world by name (built-ins first); entry-point worlds appear once they are used."""
+    return dict(_REGISTRY)
+
+
+def get_world(name_or_path: str | World) -> World:
+    """A World: given as one, a registered name, an ``rlpf.worlds`` entry point, or an MJCF file path."""
     if isinstance(name_or_path, World):
         return name_or_path
-    if name_or_path in BUILTIN_WORLDS:
-        return BUILTIN_WORLDS[name_or_path]
+    if isinstance(name_or_path, CompiledWorld):
+        return name_or_path.world
+    if not isinstance(name_or_path, str):
+        raise UnknownWorldError(f"world {name_or_path!r}: give a world name, an MJCF path or a World")
+    if name_or_path in _REGISTRY:
+        return _REGISTRY[name_or_path]
     if name_or_path.endswith(".xml"):
         if not os.path.isfile(name_or_path):
             raise UnknownWorldError(f"world {name_or_path!r}: MJCF file not found")
         return infer_world(name_or_path)
+    found = _from_entry_point(name_or_path)
+    if found is not None:
+        return found
     raise UnknownWorldError(
-        f"unknown world {name_or_path!r}: built-in worlds are {sorted(BUILTIN_WORLDS)}, "
-        "or give a path to an MJCF .xml file"
+        f"unknown world {name_or_path!r}: registered worlds are {sorted(_REGISTRY)}, "
+        f"or give a path to an MJCF .xml file, or install a package with an '{ENTRY_POINT_GROUP}' "
+        "entry point of that name"
     )
+
+
+def _from_entry_point(name: str, entry_points=None) -> World | None:
+    """The World an installed package ships as entry point ``name`` (registered on first use), or None.
+
+    ``entry_points``: the entry points to search (default: the installed ones of ``ENTRY_POINT_GROUP``).
+    A broken one warns and raises UnknownWorldError naming it; other worlds keep working.
+    """
+    if entry_points is None:
+        try:
+            entry_points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+        except Exception as e:  # a broken distribution's metadata
+            warnings.warn(f"rlpf: could not read '{ENTRY_POINT_GROUP}' entry points: {e}", stacklevel=3)
+            return None
+    for ep in entry_points:
+        if ep.name != name:
+            continue
+        try:
+            obj = ep.load()
+            if callable(obj) and not isinstance(obj, World):
+                obj = obj()  # a factory, so a package can build its declaration on demand
+            if not isinstance(obj, World):
+                raise TypeError(f"it is a {type(obj).__name__}, not an rlpf World")
+            world = obj if obj.name == name else dataclasses.replace(obj, name=name)
+            _check_declaration(world)
+        except Exception as e:
+            msg = f"entry point {ep.value!r} failed to load: {type(e).__name__}: {e}"
+            warnings.warn(f"rlpf: world {name!r}: {msg}", stacklevel=3)
+            raise UnknownWorldError(f"world {name!r}: {msg}") from None
+        _REGISTRY.setdefault(name, world)
+        return _REGISTRY[name]
+    return None
+
+
+def _check_declaration(world: World) -> None:
+    """Raise for a declaration that cannot work: bad facts, an unloadable model, missing elements."""
+    for field_name in ("success_threshold_m", "fall_drop_m"):
+        v = getattr(world, field_name)
+        if v is not None and not (isinstance(v, (int, float)) and v >= 0 and v == v and v != float("inf")):
+            raise WorldRegistryError(f"world {world.name!r}: {field_name} must be a finite number >= 0, got {v!r}")
+    if world.pd_gains is not None:
+        g = world.pd_gains
+        if not (isinstance(g, tuple) and len(g) == 2 and all(isinstance(x, (int, float)) and x >= 0 for x in g)):
+            raise WorldRegistryError(f"world {world.name!r}: pd_gains must be a (kp, kd) tuple of numbers >= 0, got {g!r}")
+    for field_name in ("reset", "controller", "data"):
+        v = getattr(world, field_name)
+        if isinstance(v, str) and (":" not in v or not all(v.partition(":")[::2])):
+            raise WorldRegistryError(f"world {world.name!r}: {field_name} {v!r} is not a 'module:name' import path")
+    try:
+        compile_world(world)
+    except UnknownWorldError as e:
+        raise WorldRegistryError(str(e)) from None
+
+
+def resolve(ref: Any, what: str = "reference") -> Any:
+    """A declaration's reference: an object as it is, a ``"module:name"`` string imported (cached)."""
+    if not isinstance(ref, str):
+        return ref
+    return _import(ref, what)
+
+
+@functools.lru_cache(maxsize=64)
+def _import(ref: str, what: str) -> Any:
+    module, _, attr = ref.partition(":")
+    try:
+        obj = importlib.import_module(module)
+    except Exception as e:
+        raise UnknownWorldError(f"{what} {ref!r}: cannot import module {module!r}: {type(e).__name__}: {e}") from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise UnknownWorldError(f"{what} {ref!r}: module {module!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    return obj
+
+
+def portable_world(world: "str | World | CompiledWorld") -> "str | World":
+    """What to hand a worker process for ``world``: a built-in's name or an MJCF path as they are
+    (readable specs and cache keys), any other world as its World object - the worker's registry
+    holds only the built-ins and entry points, not worlds registered in this process."""
+    if isinstance(world, str) and world.endswith(".xml"):
+        return world
+    w = get_world(world)
+    return w.name if BUILTIN_WORLDS.get(w.name) == w else w
+
+
+def data_source(world) -> Any:
+    """The world's ``DataSource`` (resolved), or None where it has no labelled data or is unknown."""
+    try:
+        w = get_world(world)
+    except UnknownWorldError:
+        return None
+    return resolve(w.data, f"world {w.name!r}: data source") if w.data is not None else None
 
 
 def infer_world(xml: str) -> World:
@@ -193,8 +412,8 @@ class CompiledWorld:
 
 
 def compile_world(world: World | str) -> CompiledWorld:
-    """Load and index a world; cached per process by declaration."""
-    return _compile(get_world(world) if isinstance(world, str) else world)
+    """Load and index a world (a name, an MJCF path or a World); cached per process by declaration."""
+    return world if isinstance(world, CompiledWorld) else _compile(get_world(world))
 
 
 def model_path(world: World) -> str:

@@ -33,8 +33,8 @@ Outcomes (``TrackResult``):
   arm the bodies its actuated joints move) of |xpos_sim - xpos_ref| at frame t, reference taken as
   given (unsmoothed);
 * ``fell``: ``rlpf.tracking.fell_frames`` at some frame - the one rule all trackers share: the root
-  sank more than ``fall_drop_m`` below the reference's root (``rlpf.tracking.FALL_DROP_M``: ant
-  0.2 m, humanoid 0.35 m, about a quarter of the standing root height) or flipped over while the
+  sank more than ``fall_drop_m`` below the reference's root (the world's declared ``fall_drop_m``:
+  ant 0.2 m, humanoid 0.35 m, about a quarter of the standing root height) or flipped over while the
   reference is upright; fixed-base robots never fall. The reference may fall itself - that is
   tracked, not a fall; a reference that rises where the body cannot follow (levitation) reads as one;
 * ``diverged``: the simulation blew up (``mjWARN_BADQACC``, non-finite state, a speed above
@@ -52,19 +52,21 @@ import mujoco
 import numpy as np
 
 from rlpf.clips import Clip
-from rlpf.envs.worlds import CompiledWorld, World, _is_descendant, compile_world
+from rlpf.envs.worlds import CompiledWorld, World, _is_descendant, compile_world, get_world, portable_world
 from rlpf.rewards.analysis import _inverse_model, smoothed_kinematics
 from rlpf.tracking import Tracker, TrackResult, fall_drop_m as world_fall_drop_m, fell_frames, success_threshold
 
-GAINS: dict[str, dict[str, float]] = {
-    # measured with experiments/tracking_separation.py (seeds 300-599; see the README table)
-    "ant": {"kp": 900.0, "kd": 60.0},         # 30 rad/s, critically damped; kd * 0.01 s = 0.6
-    "humanoid": {"kp": 6400.0, "kd": 160.0},  # 80 rad/s; kd * 0.003 s = 0.48; softer gains let it fall early
-    "pusher": {"kp": 900.0, "kd": 60.0},      # arm error ~2 mm at any gain from 400 up
-}
-"""Per-world PD gains: kp in 1/s^2 and kd in 1/s, both multiplied by each joint's effective inertia."""
 DEFAULT_GAINS = {"kp": 900.0, "kd": 60.0}
-"""Gains for other worlds (stable for simulator timesteps up to ~0.03 s)."""
+"""Gains of a world that declares no ``World.pd_gains`` (stable for simulator timesteps up to ~0.03 s);
+kp in 1/s^2 and kd in 1/s, both multiplied by each joint's effective inertia."""
+
+
+def world_gains(world) -> dict[str, float]:
+    """``{"kp", "kd"}`` of ``world`` (name, path, World or CompiledWorld): its declared ``World.pd_gains``
+    (the built-ins' are in ``rlpf.envs.worlds.BUILTIN_WORLDS``), else ``DEFAULT_GAINS``."""
+    gains = get_world(world).pd_gains
+    return dict(DEFAULT_GAINS) if gains is None else {"kp": float(gains[0]), "kd": float(gains[1])}
+
 
 START_PENETRATION_M = 0.05
 """m: a first frame with a robot geom deeper than this in the floor starts inside it (a failed track)."""
@@ -75,9 +77,9 @@ MAX_SPEED = 1e3
 class PDTracker(Tracker):
     """Track clips of one world with PD + inverse-dynamics feedforward (see the module docstring).
 
-    ``world``: a built-in name, an MJCF path or a ``World``; ``kp``/``kd`` default to ``GAINS``;
-    ``fall_drop_m`` to ``rlpf.tracking.fall_drop_m(world)``; ``threshold_m`` (largest mean body error at any frame) to
-    ``rlpf.tracking.SUCCESS_THRESHOLD_M``.
+    ``world``: a world name, an MJCF path or a ``World``; ``kp``/``kd`` default to the world's declared
+    ``pd_gains`` (``world_gains``); ``fall_drop_m`` to ``rlpf.tracking.fall_drop_m(world)``; ``threshold_m``
+    (largest mean body error at any frame) to ``rlpf.tracking.success_threshold(world)``.
     """
 
     name = "pd"
@@ -87,8 +89,10 @@ class PDTracker(Tracker):
                  threshold_m: float | None = None):
         self.world = world
         self.cw: CompiledWorld = compile_world(world)
+        # what spec() ships: a world registered in this process reaches the workers as its declaration
+        self._spec_world = portable_world(world)
         cw, m = self.cw, self.cw.model
-        gains = GAINS.get(cw.name, DEFAULT_GAINS)
+        gains = world_gains(cw.world)
         self.kp = float(gains["kp"] if kp is None else kp)
         self.kd = float(gains["kd"] if kd is None else kd)
         if self.kp < 0 or self.kd < 0:
@@ -96,9 +100,9 @@ class PDTracker(Tracker):
         self.torque_scale = None if torque_scale is None else float(torque_scale)
         self._root_qadr = int(m.jnt_qposadr[m.body_jntadr[cw.root_body]]) if cw.floating else -1
         if fall_drop_m is None:
-            fall_drop_m = world_fall_drop_m(cw.name, m, self._root_qadr) if cw.floating else 0.0
+            fall_drop_m = world_fall_drop_m(cw.world, m, self._root_qadr) if cw.floating else 0.0
         self.fall_drop_m = float(fall_drop_m)
-        self.threshold_m = float(success_threshold(cw.name) if threshold_m is None else threshold_m)
+        self.threshold_m = float(success_threshold(cw.world) if threshold_m is None else threshold_m)
 
         # actuated hinge/slide joints: dof, qpos address, torque limit, actuator index
         slide_hinge = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
@@ -112,7 +116,7 @@ class PDTracker(Tracker):
         self._scratch = mujoco.MjData(m)
 
     def spec(self) -> tuple:
-        return PDTracker, {"world": self.world, "kp": self.kp, "kd": self.kd, "torque_scale": self.torque_scale,
+        return PDTracker, {"world": self._spec_world, "kp": self.kp, "kd": self.kd, "torque_scale": self.torque_scale,
                            "fall_drop_m": self.fall_drop_m, "threshold_m": self.threshold_m}
 
     def __repr__(self) -> str:

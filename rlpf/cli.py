@@ -92,11 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a scripted controller in MuJoCo and write clips in the clip format; "
                     "optionally also a corrupted copy of each (to see what the scorer flags).",
     )
-    sim.add_argument("--world", required=True, help="ant, humanoid or pusher")
+    sim.add_argument("--world", required=True, help="a registered world (ant, humanoid, pusher, or one of "
+                     "rlpf.register_world / an 'rlpf.worlds' entry point) or an MJCF path")
     sim.add_argument("--n", type=int, default=4, help="number of clips (default 4)")
     sim.add_argument("--frames", type=int, default=100, help="frames per clip (default 100)")
     sim.add_argument("--controller", default="auto", choices=["auto", "random", "gait", "push"],
-                     help="auto: gait for ant, push for pusher, smooth random actions otherwise")
+                     help="auto: the world's own scripted controller (World.controller: gait for ant, push "
+                          "for pusher), smooth random actions otherwise")
     sim.add_argument("--corrupt", action="append", default=[], metavar="KIND",
                      help="also write a corrupted copy: float, sink, levitate, skate, teleport, jitter, "
                           "bend_joint, move_object (repeatable)")
@@ -122,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  rlpf data --world ant --n 900 --artifacts 0.3 --out data/ant-web   # 30% with artifacts\n"
                "  rlpf score data/ant --quiet --out report.json",
     )
-    data.add_argument("--world", required=True, help="ant or pusher")
+    data.add_argument("--world", required=True, help="a world with a data source: ant, pusher, or a registered one")
     data.add_argument("--n", type=int, required=True, help="number of clips (split evenly over the prompts)")
     data.add_argument("--out", required=True, help="output directory")
     data.add_argument("--frames", type=int, default=64, help="frames per clip, a multiple of 4 (default 64 = 3.2 s at 20 fps)")
@@ -392,15 +394,22 @@ def cmd_simulate(args) -> int:
     if unknown:
         print(f"rlpf simulate: unknown corruption {unknown}; choose from {sorted(corrupt.CORRUPTIONS)}", file=sys.stderr)
         return 2
-    choice = args.controller
-    if choice == "auto":
-        choice = {"ant": "gait", "pusher": "push"}.get(world.name, "random")
-    make = {"random": scripted.SmoothRandom, "gait": scripted.AntGait, "push": scripted.PusherScript}[choice]
+    if args.controller == "auto":  # the world's own scripted controller (World.controller), else random
+        from rlpf.envs.worlds import resolve
+
+        try:
+            make = scripted.SmoothRandom if world.controller is None else \
+                resolve(world.controller, f"world {world.name!r}: controller")
+        except UnknownWorldError as e:
+            print(f"rlpf simulate: {e}", file=sys.stderr)
+            return 2
+    else:
+        make = {"random": scripted.SmoothRandom, "gait": scripted.AntGait, "push": scripted.PusherScript}[args.controller]
     from rlpf.outputs import check_output_dir
 
     check_output_dir(args.out)
     for i in tqdm(range(args.n), desc=f"simulating {world.name}", unit="clip", file=sys.stderr):
-        clip = simulate(world.name, make(), args.frames, seed=args.seed + i)
+        clip = simulate(world, make(), args.frames, seed=args.seed + i)
         save_clips(os.path.join(args.out, f"{world.name}_{i:03d}.npz"), clip)
         for kind in args.corrupt:
             try:
@@ -425,7 +434,7 @@ def cmd_data(args) -> int:
         print(f"rlpf data: {msg}", file=sys.stderr)
         return 2
 
-    if args.world not in PROMPTS:
+    if args.world not in PROMPTS:  # a world declares its data (World.data); registered worlds included
         return fail(f"unknown world {args.world!r}: motion data exists for {sorted(PROMPTS)}")
     if args.n < 1:
         return fail(f"--n must be at least 1, got {args.n}")

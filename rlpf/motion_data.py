@@ -34,6 +34,10 @@ The push threshold is small because Pusher-v5's object is: it weighs 8e-6 kg on 
 needs ~1.5 s to reach it from the reset pose; a 3.2 s clip from reset moves it 3-10 cm. An object
 nothing touches does not move at all (0 mm), so the classes are still far apart.
 
+Each world's part - prompts, measurements, labeller, ambiguity bands, controllers, warm-up,
+artifact kinds - is one ``DataSource`` (``ANT_DATA``, ``PUSHER_DATA``) named by the world's
+declaration (``World.data`` in ``rlpf.envs.worlds``); a registered world brings its own.
+
 Datasets (``make_dataset``) are balanced over ``PROMPTS[world]`` by rejection sampling: each
 attempt draws controller parameters biased toward a wanted prompt, simulates, labels, and is kept
 when its measured label still has room in its quota and its measurements are not near a decision
@@ -60,6 +64,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from collections.abc import Mapping
 from typing import Callable, Iterable, Sequence
 
 import mujoco
@@ -69,26 +74,97 @@ from rlpf.clips import Clip
 from rlpf.motion_features import quat_mul, yaw_of, yaw_quat
 from rlpf.pool import WorkerPool
 
-PROMPTS: dict[str, tuple[str, ...]] = {
-    "ant": (
-        "stand still",
-        "walk forward slowly",
-        "walk forward",
-        "walk forward fast",
-        "walk backward",
-        "walk left",
-        "walk right",
-        "turn left",
-        "turn right",
-    ),
-    "pusher": (
-        "push the object away",
-        "push the object closer",
-        "push the object left",
-        "push the object right",
-        "reach without pushing",
-    ),
-}
+ANT_PROMPTS: tuple[str, ...] = (
+    "stand still",
+    "walk forward slowly",
+    "walk forward",
+    "walk forward fast",
+    "walk backward",
+    "walk left",
+    "walk right",
+    "turn left",
+    "turn right",
+)
+PUSHER_PROMPTS: tuple[str, ...] = (
+    "push the object away",
+    "push the object closer",
+    "push the object left",
+    "push the object right",
+    "reach without pushing",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSource:
+    """A world's labelled motion data, declared in its ``World(data=...)``: what ``make_dataset``,
+    ``label_motion`` and command accuracy need. Functions should be module-level (picklable), so a
+    World that carries its DataSource can be shipped to worker processes."""
+
+    prompts: tuple[str, ...]
+    """Every label the labeller gives; datasets are balanced over them, in this order."""
+    measure: Callable[[np.ndarray, float], dict]
+    """``measure(qpos [T >= 2, nq] finite, fps) -> {quantity: value}``; ValueError for a qpos it cannot read."""
+    label: Callable[[dict], str]
+    """``label(measurements) -> prompt``: one of ``prompts``."""
+    is_clear: Callable[[dict], bool]
+    """``is_clear(measurements)``: outside every band around a decision boundary (kept in datasets)."""
+    controller: Callable[[str, np.random.Generator], object]
+    """``controller(prompt, rng)``: a scripted controller (``reset(m, d, rng)``, ``__call__(m, d, rng) -> ctrl``)
+    drawn so that its clip likely reads as ``prompt``."""
+    warmup: Callable[[int], int]
+    """``warmup(frames)``: unrecorded frames simulated before a ``frames``-frame clip."""
+    canonical: Callable[[np.ndarray], np.ndarray] | None = None
+    """Applied to a recorded clip's qpos (e.g. ``canonical_start``: start at the origin facing +x)."""
+    artifact_kinds: tuple[str, ...] = ("jitter",)
+    """The ``rlpf.corrupt`` kinds ``add_artifacts`` draws for the world's clips by default."""
+
+
+class _Prompts(Mapping):
+    """``PROMPTS[world]``: the prompts of every world with a data source (registered ones too), live."""
+
+    def __getitem__(self, world) -> tuple[str, ...]:
+        src = data_source(world)
+        if src is None:
+            raise KeyError(world)
+        return tuple(src.prompts)
+
+    def __iter__(self):
+        from rlpf.envs.worlds import registered_worlds
+
+        return iter([name for name, w in registered_worlds().items() if w.data is not None])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __contains__(self, world) -> bool:
+        return data_source(world) is not None
+
+    def __repr__(self) -> str:
+        return repr({name: self[name] for name in self})
+
+
+PROMPTS: Mapping[str, tuple[str, ...]] = _Prompts()
+"""World name -> the prompts of its data source (``World.data``); worlds without one are absent."""
+
+
+def data_source(world) -> DataSource | None:
+    """The ``DataSource`` of ``world`` (name, World or CompiledWorld), or None (no data, unknown world)."""
+    from rlpf.envs.worlds import data_source as declared
+
+    if world is None or (isinstance(world, str) and world.endswith(".xml")):
+        return None  # an MJCF file declares no data
+    return declared(world)
+
+
+def _source(world, what: str) -> DataSource:
+    """``data_source(world)``, or ValueError naming ``what`` and the worlds that have data."""
+    if world is None:
+        raise ValueError(f"{what}: the clip has no world")
+    src = data_source(world)
+    if src is None:
+        raise ValueError(f"{what}: no labeller for world {_world_name(world)!r}; labelled worlds are {sorted(PROMPTS)}")
+    return src
+
 
 # ant thresholds (see the module docstring)
 ANT_TURN_DEG_S = 15.0
@@ -120,54 +196,58 @@ def measure_motion(qpos: np.ndarray, fps: float, world: str) -> dict[str, float]
         raise ValueError("label_motion: qpos has non-finite values")
     if not (np.isfinite(fps) and fps > 0):
         raise ValueError(f"label_motion: fps must be positive, got {fps}")
-    world = _world_name(world)
-    if world == "ant":
-        if q.shape[1] < 7:
-            raise ValueError(f"label_motion: ant qpos needs a free root (>= 7 columns), got {q.shape[1]}")
-        quat = q[:, 3:7]
-        norm = np.linalg.norm(quat, axis=1, keepdims=True)
-        quat = np.where(norm > 1e-9, quat / np.maximum(norm, 1e-12), np.array([1.0, 0, 0, 0]))
-        yaw = np.unwrap(yaw_of(quat))
-        c, s = np.cos(yaw[0]), np.sin(yaw[0])
-        rel = q[:, :2] - q[0, :2]
-        fwd, lat = c * rel[:, 0] + s * rel[:, 1], -s * rel[:, 0] + c * rel[:, 1]
-        t = np.arange(q.shape[0]) / fps
-        vf, vl, r = (_slope(t, x) for x in (fwd, lat, np.degrees(yaw)))
-        return {"forward_m_s": vf, "left_m_s": vl, "speed_m_s": float(np.hypot(vf, vl)),
-                "direction_deg": float(np.degrees(np.arctan2(vl, vf))), "yaw_rate_deg_s": r}
-    if world == "pusher":
-        if q.shape[1] < 4:
-            raise ValueError(f"label_motion: pusher qpos needs the object and goal slides, got {q.shape[1]} columns")
-        k = max(1, min(4, q.shape[0] // 4))
-        d = q[-k:, -4:-2].mean(0) - q[:k, -4:-2].mean(0)   # (obj_slidey, obj_slidex)
-        dx, dy = float(d[1]), float(d[0])
-        return {"dx_m": dx, "dy_m": dy, "distance_m": float(np.hypot(dx, dy)),
-                "direction_deg": float(np.degrees(np.arctan2(dy, dx)))}
-    raise ValueError(f"label_motion: no labeller for world {world!r}; labelled worlds are {sorted(PROMPTS)}")
+    return _source(world, "label_motion").measure(q, fps)
+
+
+def _ant_measure(q: np.ndarray, fps: float) -> dict[str, float]:
+    if q.shape[1] < 7:
+        raise ValueError(f"label_motion: ant qpos needs a free root (>= 7 columns), got {q.shape[1]}")
+    quat = q[:, 3:7]
+    norm = np.linalg.norm(quat, axis=1, keepdims=True)
+    quat = np.where(norm > 1e-9, quat / np.maximum(norm, 1e-12), np.array([1.0, 0, 0, 0]))
+    yaw = np.unwrap(yaw_of(quat))
+    c, s = np.cos(yaw[0]), np.sin(yaw[0])
+    rel = q[:, :2] - q[0, :2]
+    fwd, lat = c * rel[:, 0] + s * rel[:, 1], -s * rel[:, 0] + c * rel[:, 1]
+    t = np.arange(q.shape[0]) / fps
+    vf, vl, r = (_slope(t, x) for x in (fwd, lat, np.degrees(yaw)))
+    return {"forward_m_s": vf, "left_m_s": vl, "speed_m_s": float(np.hypot(vf, vl)),
+            "direction_deg": float(np.degrees(np.arctan2(vl, vf))), "yaw_rate_deg_s": r}
+
+
+def _pusher_measure(q: np.ndarray, fps: float) -> dict[str, float]:
+    if q.shape[1] < 4:
+        raise ValueError(f"label_motion: pusher qpos needs the object and goal slides, got {q.shape[1]} columns")
+    k = max(1, min(4, q.shape[0] // 4))
+    d = q[-k:, -4:-2].mean(0) - q[:k, -4:-2].mean(0)   # (obj_slidey, obj_slidex)
+    dx, dy = float(d[1]), float(d[0])
+    return {"dx_m": dx, "dy_m": dy, "distance_m": float(np.hypot(dx, dy)),
+            "direction_deg": float(np.degrees(np.arctan2(dy, dx)))}
 
 
 def label_motion(qpos: np.ndarray, fps: float, world: str) -> str:
     """The canonical prompt (one of ``PROMPTS[world]``) that describes this motion, measured from qpos."""
-    world = _world_name(world)
-    return _label(measure_motion(qpos, fps, world), world)
+    return _source(world, "label_motion").label(measure_motion(qpos, fps, world))
 
 
-def _label(m: dict, world: str) -> str:
-    if world == "ant":
-        r, v, a = m["yaw_rate_deg_s"], m["speed_m_s"], m["direction_deg"]
-        if abs(r) >= ANT_TURN_DEG_S:
-            return "turn left" if r > 0 else "turn right"
-        if v < ANT_STILL_M_S:
-            return "stand still"
-        if abs(a) <= 45:
-            if v < ANT_SLOW_M_S:
-                return "walk forward slowly"
-            return "walk forward" if v < ANT_FAST_M_S else "walk forward fast"
-        if 45 < a <= 135:
-            return "walk left"
-        if -135 <= a < -45:
-            return "walk right"
-        return "walk backward"
+def _ant_label(m: dict) -> str:
+    r, v, a = m["yaw_rate_deg_s"], m["speed_m_s"], m["direction_deg"]
+    if abs(r) >= ANT_TURN_DEG_S:
+        return "turn left" if r > 0 else "turn right"
+    if v < ANT_STILL_M_S:
+        return "stand still"
+    if abs(a) <= 45:
+        if v < ANT_SLOW_M_S:
+            return "walk forward slowly"
+        return "walk forward" if v < ANT_FAST_M_S else "walk forward fast"
+    if 45 < a <= 135:
+        return "walk left"
+    if -135 <= a < -45:
+        return "walk right"
+    return "walk backward"
+
+
+def _pusher_label(m: dict) -> str:
     if m["distance_m"] < PUSHER_STILL_M:
         return "reach without pushing"
     a = m["direction_deg"]
@@ -182,23 +262,28 @@ def _label(m: dict, world: str) -> str:
 
 def is_clear(m: dict, world: str) -> bool:
     """True when the measurements sit outside every ``MARGINS`` band that decides their label."""
-    world = _world_name(world)
-    if world == "ant":
-        r, v, a = abs(m["yaw_rate_deg_s"]), m["speed_m_s"], m["direction_deg"]
-        if abs(r - ANT_TURN_DEG_S) < MARGINS["turn_deg_s"]:
-            return False
-        if r >= ANT_TURN_DEG_S:
-            return True
-        rel = MARGINS["speed_rel"]
-        if abs(v - ANT_STILL_M_S) < rel * ANT_STILL_M_S:
-            return False
-        if v < ANT_STILL_M_S:
-            return True
-        if _near_sector_edge(a):
-            return False
-        if abs(a) <= 45:
-            return all(abs(v - th) >= rel * th for th in (ANT_SLOW_M_S, ANT_FAST_M_S))
+    return _source(world, "is_clear").is_clear(m)
+
+
+def _ant_is_clear(m: dict) -> bool:
+    r, v, a = abs(m["yaw_rate_deg_s"]), m["speed_m_s"], m["direction_deg"]
+    if abs(r - ANT_TURN_DEG_S) < MARGINS["turn_deg_s"]:
+        return False
+    if r >= ANT_TURN_DEG_S:
         return True
+    rel = MARGINS["speed_rel"]
+    if abs(v - ANT_STILL_M_S) < rel * ANT_STILL_M_S:
+        return False
+    if v < ANT_STILL_M_S:
+        return True
+    if _near_sector_edge(a):
+        return False
+    if abs(a) <= 45:
+        return all(abs(v - th) >= rel * th for th in (ANT_SLOW_M_S, ANT_FAST_M_S))
+    return True
+
+
+def _pusher_is_clear(m: dict) -> bool:
     d = m["distance_m"]
     if abs(d - PUSHER_STILL_M) < MARGINS["push_m"]:
         return False
@@ -214,7 +299,7 @@ def command_matches(clips: Iterable[Clip]) -> list[bool]:
     too short) -> False; a world without a labeller raises ValueError."""
     out = []
     for c in clips:
-        if _world_name(c.world) not in PROMPTS:
+        if data_source(_world_name(c.world)) is None:
             raise ValueError(f"command accuracy: no labeller for world {c.world!r}; labelled worlds are {sorted(PROMPTS)}")
         try:
             out.append(c.prompt is not None and label_motion(c.qpos, c.fps, c.world) == c.prompt.strip())
@@ -304,16 +389,14 @@ def simulate_episode(world: str, prompt: str, seed: int, frames: int = 64) -> Cl
     from rlpf.simulate import reset_state
 
     cw = compile_world(world)
+    src = data_source(cw.world)
+    if src is None:
+        raise ValueError(f"no data generator for world {cw.name!r}; generated worlds are {sorted(PROMPTS)}")
     m = cw.model
     d = mujoco.MjData(m)
     rng = np.random.default_rng(seed)
-    reset_state(cw.name, m, d, rng, noise=0.05)
-    if cw.name == "ant":
-        controller, warmup = ant_controller(prompt, rng), ANT_WARMUP_FRAMES
-    elif cw.name == "pusher":
-        controller, warmup = pusher_controller(prompt, rng), max(0, PUSHER_EPISODE_FRAMES - frames)
-    else:
-        raise ValueError(f"no data generator for world {cw.name!r}; generated worlds are {sorted(PROMPTS)}")
+    reset_state(cw.world, m, d, rng, noise=0.05)
+    controller, warmup = src.controller(prompt, rng), src.warmup(frames)
     controller.reset(m, d, rng)
     qpos = np.empty((frames, m.nq))
     actions = np.empty((frames, m.nu))
@@ -326,10 +409,10 @@ def simulate_episode(world: str, prompt: str, seed: int, frames: int = 64) -> Cl
             mujoco.mj_step(m, d)
         if d.warning[mujoco.mjtWarning.mjWARN_BADQACC].number or not np.isfinite(d.qpos).all():
             raise RuntimeError(f"simulation of {cw.name} diverged at frame {t} (seed {seed})")
-    if cw.name == "ant":
-        qpos = canonical_start(qpos)
+    if src.canonical is not None:
+        qpos = src.canonical(qpos)
     clip = Clip(qpos=qpos, fps=cw.world.fps, world=cw.name, actions=actions, source=f"data:{cw.name}:{seed}")
-    clip.prompt = label_motion(qpos, clip.fps, cw.name)
+    clip.prompt = label_motion(qpos, clip.fps, cw.world)
     return clip
 
 
@@ -467,6 +550,25 @@ def pusher_controller(prompt: str, rng: np.random.Generator):
     return HoverReach(n_waypoints=int(rng.integers(1, 4)), speed=rng.uniform(0.5, 1.0))
 
 
+def _ant_warmup(frames: int) -> int:
+    return ANT_WARMUP_FRAMES
+
+
+def _pusher_warmup(frames: int) -> int:
+    return max(0, PUSHER_EPISODE_FRAMES - frames)
+
+
+ANT_DATA = DataSource(prompts=ANT_PROMPTS, measure=_ant_measure, label=_ant_label, is_clear=_ant_is_clear,
+                      controller=ant_controller, warmup=_ant_warmup, canonical=canonical_start,
+                      artifact_kinds=("float", "sink", "skate", "jitter"))
+"""The ant's data (``World("ant", data="rlpf.motion_data:ANT_DATA")``): steerable CPG gaits, labelled
+by heading-frame velocities and yaw rate; clips start at the origin facing +x."""
+PUSHER_DATA = DataSource(prompts=PUSHER_PROMPTS, measure=_pusher_measure, label=_pusher_label,
+                         is_clear=_pusher_is_clear, controller=pusher_controller, warmup=_pusher_warmup,
+                         artifact_kinds=("move_object", "jitter"))
+"""The pusher's data: directed pushes and hovering reaches, labelled by the object's displacement."""
+
+
 # ----------------------------------------------------------------------------------------------
 # balanced datasets
 
@@ -508,7 +610,11 @@ def make_dataset(world: str, n: int, seed: int = 0, frames: int = 64, workers: i
     attempts, kept, rejected and diverged counts. Clips come grouped by prompt in ``PROMPTS`` order.
     """
     if world not in PROMPTS:
-        raise ValueError(f"no motion data for world {world!r}; choose from {sorted(PROMPTS)}")
+        raise ValueError(f"no motion data for world {_world_name(world)!r}; choose from {sorted(PROMPTS)}")
+    from rlpf.envs.worlds import portable_world
+
+    # what the jobs carry: a world registered in this process reaches the workers as its declaration
+    job_world = portable_world(world)
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     if frames < 4 or frames % 4:
@@ -533,7 +639,7 @@ def make_dataset(world: str, n: int, seed: int = 0, frames: int = 64, workers: i
             for r in range(max(wanted.values())):
                 for p in (p for p, w in wanted.items() if r < w):
                     k = issued + len(jobs)
-                    jobs.append((world, p, k, episode_seed(seed, k), frames))
+                    jobs.append((job_world, p, k, episode_seed(seed, k), frames))
             issued += len(jobs)
             results = map(_attempt_result, pool.imap(_attempt, jobs, chunksize=max(1, min(8, len(jobs) // (8 * workers))))) \
                 if pool else map(_attempt, jobs)
@@ -573,12 +679,6 @@ def _attempt_result(outcome) -> tuple[int, Clip | None, bool, str]:
 # ----------------------------------------------------------------------------------------------
 # web-like artifacts
 
-ARTIFACT_KINDS: dict[str, tuple[str, ...]] = {
-    "ant": ("float", "sink", "skate", "jitter"),
-    "pusher": ("move_object", "jitter"),
-}
-"""Default artifact kinds per world (the kinds of ``rlpf.corrupt`` that apply to it)."""
-
 ARTIFACT_RANGES: dict[str, tuple[float, float]] = {
     "float": (0.08, 0.2),         # m up: feet never reach the floor       (float_m > 0.03)
     "sink": (0.06, 0.12),         # m down into the floor                   (penetration_m > 0.01)
@@ -596,8 +696,8 @@ def add_artifacts(clips: Sequence[Clip], fraction: float, kinds: Iterable[str] |
                   seed: int = 0) -> list[Clip]:
     """A copy of ``clips`` in which round(fraction * len(clips)) random clips carry one artifact each.
 
-    Each corrupted clip gets one kind drawn from ``kinds`` (default: ``ARTIFACT_KINDS`` of its
-    world; kinds that do not apply to a clip's world, e.g. float on the fixed-base pusher, are
+    Each corrupted clip gets one kind drawn from ``kinds`` (default: its world's
+    ``DataSource.artifact_kinds``, jitter for a world without data; kinds that do not apply to a clip's world, e.g. float on the fixed-base pusher, are
     skipped for it) at a magnitude drawn from ``ARTIFACT_RANGES``. The prompt (and the recorded
     actions, which no longer reproduce the motion) are kept; ``source`` gets ``+KIND<magnitude>``
     appended (``artifact_kind`` reads it back). The input clips are not modified.
@@ -615,7 +715,7 @@ def add_artifacts(clips: Sequence[Clip], fraction: float, kinds: Iterable[str] |
     chosen = rng.choice(len(out), size=int(round(fraction * len(out))), replace=False) if out else []
     for i in sorted(int(i) for i in chosen):
         clip = out[i]
-        options = list(kinds if kinds is not None else ARTIFACT_KINDS.get(clip.world, ("jitter",)))
+        options = list(kinds if kinds is not None else _artifact_kinds(clip.world))
         rng.shuffle(options)
         for kind in options:
             lo, hi = ARTIFACT_RANGES[kind]
@@ -634,6 +734,11 @@ def add_artifacts(clips: Sequence[Clip], fraction: float, kinds: Iterable[str] |
         else:
             raise ValueError(f"none of the artifact kinds {options} applies to world {clip.world!r}")
     return out
+
+
+def _artifact_kinds(world) -> tuple[str, ...]:
+    src = data_source(world)
+    return tuple(src.artifact_kinds) if src is not None else ("jitter",)
 
 
 _ARTIFACT_SUFFIX = re.compile(r"\+([a-z_]+?)(-?\d+(?:\.\d+)?(?:e-?\d+)?)$")

@@ -3,9 +3,9 @@
 A tracker turns reference clips into ``TrackResult``s. Physical feedback, as the RLPF paper defines
 it, is whether a controller in a simulator can perform the motion: a clip fails when the simulated
 body falls or its mean body-position error exceeds the world's threshold at any frame (PHC/UHC rule,
-0.5 m for the humanoid; scaled per world in ``SUCCESS_THRESHOLD_M``). "Fell" has one definition,
-``fell_frames`` (root sunk ``fall_drop_m`` below the reference's, or flipped while the reference is
-upright), used by every tracker and by the tracking env's early termination.
+0.5 m for the humanoid; scaled per world, declared as ``World.success_threshold_m``). "Fell" has one
+definition, ``fell_frames`` (root sunk ``fall_drop_m`` below the reference's, or flipped while the
+reference is upright), used by every tracker and by the tracking env's early termination.
 
 Concrete trackers implement ``track_one``; ``track`` runs them over clips in parallel worker
 processes (each worker builds its own tracker from ``spec()``), and a failure inside one clip's
@@ -13,7 +13,9 @@ simulation is a failed track for that clip, never an exception for the batch.
 
 Trackers: ``rlpf.policies.pd_tracker.PDTracker`` (PD + inverse-dynamics feedforward, no training)
 and the SB3-trained ``rlpf.policies.learned_tracker.LearnedTracker``; ``load_tracker("pd" | "learned"
-| RUN_DIR, world)`` makes one by name. ``track_clips`` caches each clip's result in ``clip.cache``, so
+| NAME | RUN_DIR, world)`` makes one by name: trackers are registered factories
+(``register_tracker("name", factory)``, or an entry point in the group ``rlpf.trackers``), and
+``pd`` and ``learned`` are two of them. ``track_clips`` caches each clip's result in ``clip.cache``, so
 reward plugins and reports share one tracking pass per clip and tracker; ``cross_tracker_report``
 compares trackers on the same clips.
 """
@@ -21,46 +23,58 @@ from __future__ import annotations
 
 from rlpf.errors import RLPFError
 
+import importlib.metadata
 import os
+import warnings
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from rlpf.clips import Clip
 
-SUCCESS_THRESHOLD_M = {"humanoid": 0.5, "ant": 0.3, "pusher": 0.3}
-"""Largest mean body-position error (m) at any frame for a successful track, per world.
-
-Humanoid: 0.5 m, the PHC/UHC rule RLPF uses. Ant and pusher: 0.5 m scaled by body size, the mean
-distance of the robot's bodies from their centroid at qpos0 (humanoid 0.43 m, ant 0.26 m, pusher
-0.28 m: x0.6 -> 0.3 m). Measured (experiments/tracking_separation.py, 40 clips): the PD tracker's
-worst frame on valid ant clips stays below ~0.2 m, while a 0.5 m teleport or levitation crosses 0.3 m.
-Worlds not listed use DEFAULT_THRESHOLD_M; trackers may refine these (documented where set)."""
 DEFAULT_THRESHOLD_M = 0.5
+"""Largest mean body-position error (m) at any frame for a successful track in a world that declares
+no ``World.success_threshold_m`` (the PHC/UHC rule RLPF uses for the humanoid; the built-in worlds
+declare theirs in ``rlpf.envs.worlds.BUILTIN_WORLDS``, scaled by body size). Trackers may refine it
+(documented where set)."""
 
 
-def success_threshold(world: str) -> float:
-    return SUCCESS_THRESHOLD_M.get(world, DEFAULT_THRESHOLD_M)
+def success_threshold(world) -> float:
+    """The success threshold (m) of ``world`` (a name, MJCF path, World or CompiledWorld):
+    its declared ``success_threshold_m``, else ``DEFAULT_THRESHOLD_M`` (also for an unknown world)."""
+    declared = _declared(world, "success_threshold_m")
+    return DEFAULT_THRESHOLD_M if declared is None else float(declared)
+
+
+def _declared(world, fact: str):
+    """A fact from the world's declaration, or None where it declares none or the world is unknown."""
+    from rlpf.envs.worlds import UnknownWorldError, get_world
+
+    try:
+        return getattr(get_world(world), fact)
+    except UnknownWorldError:
+        return None
 
 
 # ----------------------------------------------------------------------------------------------
 # the one "fell" rule, shared by every tracker and by rlpf/MotionTracking-v0's early termination
 
-FALL_DROP_M = {"ant": 0.2, "humanoid": 0.35}
-"""m: how far the root may sink below the reference's root before the body has fallen, per world
-(about a quarter of the standing root height: ant 0.55 m, humanoid 1.3 m)."""
 FALL_DROP_FRACTION = 0.25
-"""Other floating worlds: the drop is this fraction of the root's height in the model's ``qpos0``."""
+"""Floating worlds that declare no ``World.fall_drop_m``: the drop is this fraction of the root's
+height in the model's ``qpos0`` (the built-ins declare about a quarter of the standing root height:
+ant 0.2 of 0.55 m, humanoid 0.35 of 1.3 m)."""
 UPRIGHT_Z = 0.5
 """The reference counts as upright while its root's up axis has a world z component above this (60 deg tilt)."""
 
 
-def fall_drop_m(world: str, model=None, root_qadr: int = 0) -> float:
-    """The root drop (m) that means a fall in ``world`` (``FALL_DROP_M``; else ``FALL_DROP_FRACTION`` of
-    the height of the free root at ``qpos[root_qadr:root_qadr + 7]`` in ``model.qpos0``; 0 without a model)."""
-    if world in FALL_DROP_M:
-        return FALL_DROP_M[world]
+def fall_drop_m(world, model=None, root_qadr: int = 0) -> float:
+    """The root drop (m) that means a fall in ``world``: its declared ``World.fall_drop_m``; else
+    ``FALL_DROP_FRACTION`` of the height of the free root at ``qpos[root_qadr:root_qadr + 7]`` in
+    ``model.qpos0``; 0 without a model."""
+    declared = _declared(world, "fall_drop_m")
+    if declared is not None:
+        return float(declared)
     if model is None:
         return 0.0
     return FALL_DROP_FRACTION * float(model.qpos0[root_qadr + 2])
@@ -194,10 +208,6 @@ def _track_in_worker(clip: Clip) -> TrackResult:
 # ----------------------------------------------------------------------------------------------
 # making trackers by name, sharing their results, comparing them
 
-TRACKER_NAMES = ("pd", "learned")
-"""Tracker names ``load_tracker`` knows; anything else must be the run directory of a trained tracker."""
-
-
 class TrackerError(RLPFError, ValueError):
     """A tracker that cannot be made: unknown name, missing run directory, learned tracker not installed."""
 
@@ -205,50 +215,160 @@ class TrackerError(RLPFError, ValueError):
 LEARNED_RUN_DIR = os.path.join("runs", "tracker-{world}")
 """Where ``load_tracker("learned", world)`` looks for a trained tracker (``rlpf train-tracker --out`` there)."""
 
+ENTRY_POINT_GROUP = "rlpf.trackers"
+"""Entry-point group an installed package ships trackers in (``name = package.module:factory``)."""
+
+TrackerFactory = Callable[..., Tracker]
+"""``factory(world) -> Tracker``: ``world`` is a built-in world's name or a ``World``
+(``rlpf.envs.worlds.compile_world`` takes either); a Tracker subclass taking the world first is one."""
+
+_TRACKERS: dict[str, TrackerFactory] = {}
+_DOCS: dict[str, str] = {}
+
+
+def register_tracker(name: str, factory: TrackerFactory, *, replace: bool = False, doc: str = "") -> TrackerFactory:
+    """Make ``--tracker name`` (CLI, configs, ``load_tracker``) build trackers with ``factory(world)``.
+
+    A taken name (``pd``, ``learned`` included) raises TrackerError unless ``replace=True``. Worker
+    processes rebuild a tracker from its ``spec()``, not from this registry, so a tracker registered
+    in a script tracks in parallel as long as its class is importable there.
+    """
+    if not isinstance(name, str) or not name or name != name.strip() or os.sep in name:
+        raise TrackerError(f"register_tracker: bad tracker name {name!r}: a non-empty name without "
+                           f"surrounding spaces or {os.sep!r} (those name run directories)")
+    if not callable(factory):
+        raise TrackerError(f"register_tracker({name!r}): the factory {factory!r} is not callable")
+    if name in _TRACKERS and not replace:
+        raise TrackerError(f"register_tracker: tracker {name!r} is already registered; pass replace=True to replace it")
+    _TRACKERS[name] = factory
+    _DOCS[name] = doc or (factory.__doc__ or "").strip().split("\n")[0]
+    return factory
+
+
+def unregister_tracker(name: str) -> None:
+    """Forget a registered tracker (a built-in comes back as it ships)."""
+    _TRACKERS.pop(name, None)
+    _DOCS.pop(name, None)
+    if name in _BUILTIN_TRACKERS:
+        register_tracker(name, _BUILTIN_TRACKERS[name][0], doc=_BUILTIN_TRACKERS[name][1])
+
+
+def registered_trackers() -> dict[str, str]:
+    """Registered tracker names and one line about each; entry-point trackers appear once used."""
+    return dict(_DOCS)
+
+
+def _tracker_factory(name: str, entry_points=None) -> TrackerFactory | None:
+    """The factory registered as ``name``, else the ``rlpf.trackers`` entry point of that name
+    (registered on first use), else None. ``entry_points``: what to search (default: the installed
+    ones). A broken entry point warns and raises TrackerError naming it; the rest keep working."""
+    if name in _TRACKERS:
+        return _TRACKERS[name]
+    if entry_points is None:
+        if os.sep in name or (os.altsep and os.altsep in name):
+            return None  # a run directory, never an entry point's name
+        try:
+            entry_points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+        except Exception as e:  # a broken distribution's metadata
+            warnings.warn(f"rlpf: could not read '{ENTRY_POINT_GROUP}' entry points: {e}", stacklevel=3)
+            return None
+    for ep in entry_points:
+        if ep.name != name:
+            continue
+        try:
+            factory = ep.load()
+            if not callable(factory):
+                raise TypeError(f"{factory!r} is not callable")
+        except Exception as e:
+            msg = f"entry point {ep.value!r} failed to load: {type(e).__name__}: {e}"
+            warnings.warn(f"rlpf: tracker {name!r}: {msg}", stacklevel=3)
+            raise TrackerError(f"tracker {name!r}: {msg}") from None
+        register_tracker(name, factory, replace=True)
+        return factory
+    return None
+
 
 def check_tracker_spec(spec) -> None:
     """Raise TrackerError for a tracker spec that cannot name a tracker (before any work is done)."""
     if isinstance(spec, Tracker):
         return
-    if not isinstance(spec, str) or not spec or (spec not in TRACKER_NAMES and not os.path.exists(spec)):
-        raise TrackerError(f"unknown tracker {spec!r}: choose 'pd' (PD + inverse dynamics), 'learned' "
-                           f"(the SB3-trained tracker in {LEARNED_RUN_DIR}) or the run directory of a trained tracker")
+    if isinstance(spec, str) and spec and (_tracker_factory(spec) is not None or os.path.exists(spec)):
+        return
+    names = ", ".join(f"{n!r} ({d})" if d else repr(n) for n, d in sorted(registered_trackers().items()))
+    raise TrackerError(f"unknown tracker {spec!r}: choose a registered tracker - {names} - or the run "
+                       f"directory of a trained tracker, or install a package with an '{ENTRY_POINT_GROUP}' "
+                       "entry point of that name")
 
 
 def load_tracker(spec, world) -> Tracker:
     """A tracker for ``world`` (name, MJCF path, World or CompiledWorld) from ``spec``.
 
-    ``"pd"``: ``PDTracker(world)`` with the world's default gains. ``"learned"``: the SB3-trained
-    tracker in ``LEARNED_RUN_DIR``; a path: the one trained there - both through
-    ``rlpf.policies.learned_tracker.LearnedTracker.load(path, world)``, imported only then. A Tracker
-    instance is returned as it is. Raises TrackerError saying what to do instead.
+    A registered name (``register_tracker``; an ``rlpf.trackers`` entry point): its factory, given
+    ``rlpf.envs.worlds.portable_world(world)`` (a built-in's name, else the World, so the tracker's
+    spec rebuilds it in worker processes that never saw this process's registry). Built in:
+    ``"pd"``, ``PDTracker(world)`` with the world's default gains; ``"learned"``, the SB3-trained
+    tracker in ``LEARNED_RUN_DIR``. A path: the tracker trained there. Both learned ones go through
+    ``rlpf.policies.learned_tracker.LearnedTracker.load(path, world)``, imported only then. A
+    Tracker instance is returned as it is. Raises TrackerError saying what to do instead.
     """
     if isinstance(spec, Tracker):
         return spec
-    from rlpf.envs.worlds import BUILTIN_WORLDS, CompiledWorld, World
+    from rlpf.envs.worlds import portable_world
 
     check_tracker_spec(spec)
-    world_arg = world.world if isinstance(world, CompiledWorld) else world
-    name = world_arg.name if isinstance(world_arg, World) else str(world_arg)
-    if isinstance(world_arg, World) and name in BUILTIN_WORLDS and BUILTIN_WORLDS[name] == world_arg:
-        world_arg = name  # built-in worlds by name: readable specs and cache keys
-    if spec == "pd":
-        from rlpf.policies.pd_tracker import PDTracker
+    world_arg = portable_world(world)
+    factory = _tracker_factory(spec)
+    if factory is not None:
+        tracker = factory(world_arg)
+        if not isinstance(tracker, Tracker):
+            raise TrackerError(f"tracker {spec!r}: its factory returned {type(tracker).__name__}, not an rlpf Tracker")
+        return tracker
+    return _load_learned(spec, spec, world_arg)
 
-        return PDTracker(world_arg)
-    path = LEARNED_RUN_DIR.format(world=name) if spec == "learned" else spec
+
+def _pd(world) -> Tracker:
+    """PD + inverse dynamics, no training"""
+    from rlpf.policies.pd_tracker import PDTracker
+
+    return PDTracker(world)
+
+
+def _learned(world) -> Tracker:
+    """the SB3-trained tracker in runs/tracker-WORLD"""
+    from rlpf.envs.worlds import get_world
+
+    name = get_world(world).name
+    path = LEARNED_RUN_DIR.format(world=name)
+    try:
+        import rlpf.policies.learned_tracker  # noqa: F401
+    except ImportError as e:
+        raise TrackerError(f"tracker 'learned': the learned tracker is not available "
+                           f"(rlpf.policies.learned_tracker: {e}); use 'pd'") from None
+    if not os.path.isdir(path):
+        raise TrackerError(f"tracker 'learned': no trained tracker for world {name!r} in {path}; train one with "
+                           f"`rlpf train-tracker --out {path}` or give its run directory")
+    return _load_learned("learned", path, world)
+
+
+def _load_learned(spec: str, path: str, world) -> Tracker:
+    from rlpf.envs.worlds import get_world
+
+    name = get_world(world).name
     try:
         from rlpf.policies.learned_tracker import LearnedTracker
     except ImportError as e:
         raise TrackerError(f"tracker {spec!r}: the learned tracker is not available "
                            f"(rlpf.policies.learned_tracker: {e}); use 'pd'") from None
-    if spec == "learned" and not os.path.isdir(path):
-        raise TrackerError(f"tracker 'learned': no trained tracker for world {name!r} in {path}; train one with "
-                           f"`rlpf train-tracker --out {path}` or give its run directory")
     try:
-        return LearnedTracker.load(path, world_arg)
+        return LearnedTracker.load(path, world)
     except (OSError, ValueError, KeyError) as e:
         raise TrackerError(f"tracker {spec!r}: cannot load a learned tracker for world {name!r}: {e}") from None
+
+
+_BUILTIN_TRACKERS = {"pd": (_pd, "PD + inverse dynamics, no training"),
+                     "learned": (_learned, f"the SB3-trained tracker in {LEARNED_RUN_DIR}")}
+for _name, (_factory, _doc) in _BUILTIN_TRACKERS.items():
+    register_tracker(_name, _factory, doc=_doc)
 
 
 def track_clips(clips: Sequence[Clip], tracker: Tracker, workers: int | None = None, progress=None) -> list[TrackResult]:

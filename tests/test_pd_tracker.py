@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from rlpf import corrupt
-from rlpf.policies.pd_tracker import GAINS, PDTracker
+from rlpf.envs.worlds import get_world
+from rlpf.policies.pd_tracker import PDTracker
 from rlpf.tracking import (
-    SUCCESS_THRESHOLD_M,
     TrackerError,
     TrackResult,
     agreement,
@@ -136,13 +136,13 @@ def test_spec_rebuilds_the_same_tracker():
     cls, kwargs = tracker.spec()
     again = cls(**kwargs)
     assert repr(again) == repr(tracker) and again.cache_key() == tracker.cache_key()
-    assert PDTracker("humanoid").kp == GAINS["humanoid"]["kp"]
+    assert PDTracker("humanoid").kp == get_world("humanoid").pd_gains[0]
     assert PDTracker("humanoid").cache_key() != tracker.cache_key()
 
 
 def test_thresholds_per_world():
-    assert SUCCESS_THRESHOLD_M["humanoid"] == 0.5
-    assert 0.1 < SUCCESS_THRESHOLD_M["ant"] < 0.5 and 0.1 < SUCCESS_THRESHOLD_M["pusher"] < 0.5
+    assert success_threshold("humanoid") == get_world("humanoid").success_threshold_m == 0.5
+    assert 0.1 < success_threshold("ant") < 0.5 and 0.1 < success_threshold("pusher") < 0.5
 
 
 def test_load_tracker(tmp_path, monkeypatch):
@@ -199,14 +199,14 @@ def test_track_result_rule():
 
 
 def test_one_fell_rule():
-    from rlpf.tracking import FALL_DROP_M, fall_drop_m, fell_frames
+    from rlpf.tracking import fall_drop_m, fell_frames
 
     upright = np.r_[0.0, 0.0, 0.55, 1.0, 0.0, 0.0, 0.0, np.zeros(8)]
     on_back = upright.copy()
     on_back[3:7] = [0.0, 1.0, 0.0, 0.0]                       # 180 deg about x: up axis points down
     lying = upright.copy()
     lying[3:7] = [np.cos(np.pi / 4), np.sin(np.pi / 4), 0, 0]  # 90 deg: up axis horizontal
-    assert fall_drop_m("ant") == FALL_DROP_M["ant"] == 0.2 and fall_drop_m("humanoid") == 0.35
+    assert fall_drop_m("ant") == get_world("ant").fall_drop_m == 0.2 and fall_drop_m("humanoid") == 0.35
     low = upright.copy()
     low[2] -= 0.25
     sim = np.stack([upright, low, on_back, upright, np.full(15, np.nan)])
