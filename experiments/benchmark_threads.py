@@ -64,9 +64,19 @@ def child(settings: str, busy: str, data: str, steps: int) -> dict:
         if busy == "after":
             competitor = subprocess.Popen(BUSY)
             time.sleep(1.0)
+        from rlpf import training
         from rlpf.clips import load_clips
         from rlpf.motion_tokenizer import MotionTokenizer
         from rlpf.pretrain import PretrainConfig, lm_stage, split
+
+        counts: list[int] = []  # torch's thread count at each step (what adapt_threads left it at)
+        adapt = training.adapt_threads
+
+        def recording_adapt():
+            adapt()
+            counts.append(torch.get_num_threads())
+
+        training.adapt_threads = recording_adapt  # observes run_stage's own call, changes nothing
 
         clips = load_clips(os.path.join(data, "clips.npz"))
         tok = MotionTokenizer.from_pretrained(os.path.join(data, "tokenizer"))
@@ -83,7 +93,9 @@ def child(settings: str, busy: str, data: str, steps: int) -> dict:
         if competitor is not None:
             competitor.kill()
             competitor.wait()
+    timed = counts[-steps:]
     return {"settings": settings, "busy": busy, "threads": threads, "threads_end": torch.get_num_threads(),
+            "timed_steps_per_count": {n: timed.count(n) for n in sorted(set(timed))},
             "steps_per_s": rate, "wait_policy": policy}
 
 
@@ -128,8 +140,8 @@ def main() -> None:
             r = json.loads(out.stdout.strip().splitlines()[-1])
             results[settings, busy] = r
             print(f"{settings:>7} settings, busy {busy:<6}: {r['steps_per_s']:6.2f} steps/s "
-                  f"({r['threads']} torch threads at start, {r['threads_end']} at the end, "
-                  f"OMP_WAIT_POLICY {r['wait_policy']})", flush=True)
+                  f"({r['threads']} torch threads at start; timed steps per thread count "
+                  f"{r['timed_steps_per_count']}; OMP_WAIT_POLICY {r['wait_policy']})", flush=True)
     print()
     old_alone = results.get(("old", "none"), {}).get("steps_per_s")
     for settings, busy in cases:
