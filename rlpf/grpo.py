@@ -346,10 +346,10 @@ def finetune(model_dir: str, feedback, settings: GRPOSettings, run_dir: str, see
         processing_class=wm.text_tokenizer, callbacks=[TensorBoardCallback(writer), StopCallback()],
     )
     trainer.overlap_scoring = bool(settings.overlap_scoring)
-    # the trainer's state goes with the batch: plugins see the step it was sampled at (the step of a
-    # resumed pending batch is its own, so a resumed run scores it as an uninterrupted one did)
-    trainer.prefetch_rewards = lambda texts, completion_ids, step=None: feedback.prefetch(
-        wm, texts, completion_ids, trainer_state=trainer.state, step=step)
+    # the trainer's state goes with the batch: plugins see the step and state it was sampled in (those
+    # of a resumed pending batch are its own, so a resumed run scores it as an uninterrupted one did)
+    trainer.prefetch_rewards = lambda texts, completion_ids, step=None, trainer_state=None: feedback.prefetch(
+        wm, texts, completion_ids, trainer_state=trainer.state if trainer_state is None else trainer_state, step=step)
     # one compact bar instead of a 40-key dict printed per log step (the full logs are in TensorBoard)
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 

@@ -20,6 +20,8 @@ the samples an uninterrupted run would have.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 
 import torch
@@ -31,9 +33,9 @@ class ScoreAhead:
     """Mixin for TRL's ``GRPOTrainer`` (put it before the trainer in the bases).
 
     ``overlap_scoring``: False runs the plain synchronous GRPO step. ``prefetch_rewards(prompts,
-    completion_ids, step=)``: starts scoring a batch (sampled at ``step``) in the background; the
-    reward functions must return its result when TRL later calls them with the same arguments
-    (``PhysicalFeedback.prefetch``).
+    completion_ids, step=, trainer_state=)``: starts scoring a batch (sampled at ``step``, in
+    ``trainer_state``, None for a batch an older rlpf saved) in the background; the reward functions
+    must return its result when TRL later calls them with the same arguments (``PhysicalFeedback.prefetch``).
     """
 
     overlap_scoring = True
@@ -75,14 +77,22 @@ class ScoreAhead:
         prompts = [x["prompt"] for x in inputs]
         generated = super()._generate(prompts)
         prompt_ids, completion_ids = generated[0], generated[1]
-        batch = {"inputs": inputs, "generated": generated, "step": self.state.global_step,
+        # the trainer state the batch was sampled in, as the JSON transformers checkpoints it: a resumed
+        # run hands the plugins that state (not the later one it resumed at), as the uninterrupted run did
+        state = json.dumps(dataclasses.asdict(self.state), sort_keys=True)
+        batch = {"inputs": inputs, "generated": generated, "step": self.state.global_step, "trainer_state": state,
                  "logps": self._behaviour_logps(prompt_ids, completion_ids)}
         self._prefetch(batch)
         return batch
 
     def _prefetch(self, batch: dict) -> None:
         if self.prefetch_rewards is not None:
-            self.prefetch_rewards([x["prompt"] for x in batch["inputs"]], batch["generated"][1], step=batch["step"])
+            from transformers import TrainerState
+
+            state = batch.get("trainer_state")  # absent from batches saved by an older rlpf
+            state = TrainerState(**json.loads(state)) if state is not None else None
+            self.prefetch_rewards([x["prompt"] for x in batch["inputs"]], batch["generated"][1], step=batch["step"],
+                                  trainer_state=state)
 
     def _behaviour_logps(self, prompt_ids: list, completion_ids: list) -> torch.Tensor:
         """Per-token log-probabilities of the completions under the current policy, on the same padded

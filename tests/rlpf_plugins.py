@@ -40,3 +40,10 @@ def step_seen(clips, *, step=None, trainer_state=None, **_):
     if trainer_state is not None and not hasattr(trainer_state, "global_step"):
         raise TypeError(f"trainer_state is a {type(trainer_state).__name__}, not TRL's TrainerState")
     return [-1.0 if step is None else float(step)] * len(clips)
+
+
+def state_step(clips, *, trainer_state=None, **_):
+    """``trainer_state.global_step`` per clip (-1 without a state): which trainer state a batch is
+    scored with, so a resumed run can be checked to hand a scored-ahead batch the state it was
+    sampled in (tests/test_resume.py)."""
+    return [-1.0 if trainer_state is None else float(trainer_state.global_step)] * len(clips)

@@ -351,8 +351,19 @@ def test_pretrain_interrupted_at_several_points_ends_bit_identical(tmp_path_fact
 
 
 def _train_args(base, extra=()):
+    # rlpf_plugins:state_step logs the trainer state each batch is scored with (weight 0: not optimized)
     return ["train", "--quiet", f"base_run={base / 'base'}", f"pretrain_config={base / 'pretrain.yaml'}", *GRPO_TINY,
+            "weights={tracking_success: 10, alignment: 2, tracking_error_m: -10, 'rlpf_plugins:state_step': 0}",
             "grpo.steps=40", "videos=0", "eval_per_prompt=1", "workers=0", *extra]
+
+
+def _logged(run_dir):
+    """Per step: the rewards of every term, the loss, KL and gradient norm TRL logged."""
+    from rlpf.grpo import log_history
+
+    keep = ("reward", "loss", "kl", "grad_norm", "learning_rate")
+    return [{k: v for k, v in h.items() if k.startswith("rewards/") or k in keep or k == "step"}
+            for h in log_history(str(run_dir)) if "loss" in h]
 
 
 def _complete_checkpoint_at_least(run_dir, step):
@@ -385,5 +396,9 @@ def test_train_interrupted_at_several_points_ends_bit_identical(base, tmp_path_f
         assert not (out / "model").exists()
     _run(_cli(*_train_args(base, run_extra), "--out", str(out)))
     _assert_same_weights(str(straight), str(out), ["model/model.safetensors"])
+    # every step's rewards, losses and the trainer state its batch was scored in, as uninterrupted
+    logged, want = _logged(out), _logged(straight)
+    assert len(want) == 40 and any("rewards/rlpf_plugins.state_step/mean" in h for h in want)
+    assert logged == want
     report = json.loads((out / "report.json").read_text())
     assert report["training"]["steps"] == 40 and report["training"]["resumed_from_step"] >= points[-1][0]
