@@ -25,6 +25,8 @@ from rlpf.training import StopOnSignal
 
 COMPLETE_FILE = "rlpf_checkpoint.json"
 """Written into a checkpoint folder after everything else in it: the folder is whole."""
+SUMMARY_FILE = "rlpf_training.json"
+"""The fine-tuning summary (steps, seconds, excluded samples), written with the finished model."""
 MARKED_FILE = "rlpf_checkpoints.json"
 """Written into the checkpoint directory by a run that marks its checkpoints complete (runs made
 before that have none and are resumed as they were: from their newest checkpoint)."""
@@ -290,9 +292,13 @@ def finetune(model_dir: str, feedback, settings: GRPOSettings, run_dir: str, see
 
     from rlpf.world_model import WorldModel
 
+    from rlpf.run_dir import read_json, write_json
+
     out_model = os.path.join(run_dir, "model")
+    summary_path = os.path.join(run_dir, SUMMARY_FILE)
     if os.path.isfile(os.path.join(out_model, "world_model.json")):
-        return WorldModel.from_pretrained(out_model), {"resumed": "finished", "steps": settings.steps}
+        return WorldModel.from_pretrained(out_model), {**read_json(summary_path), "resumed": "finished",
+                                                       "steps": settings.steps}
 
     wm = WorldModel.from_pretrained(model_dir)
     prompts = list(prompts or wm.prompts)
@@ -367,7 +373,12 @@ def finetune(model_dir: str, feedback, settings: GRPOSettings, run_dir: str, see
                                 "run the same command again to resume")
     wm.lm = trainer.model
     wm.lm.eval()
-    wm.save_pretrained(out_model)
     summary = {"steps": trainer.state.global_step, "resumed_from_step": resume_step, "seconds": round(seconds, 1),
                "excluded_samples": feedback.excluded_total}
+    # before the model: a finished model always has its summary, for a rerun that only evaluates
+    write_json(summary_path, summary)
+    wm.save_pretrained(out_model)
+    if stop.requested:  # asked to stop during the last generated batch: the model is done, nothing more runs
+        raise KeyboardInterrupt(f"RLPF finished its {trainer.state.global_step} steps ({out_model}) and stopped "
+                                "before the evaluation; run the same command again to evaluate")
     return wm, summary

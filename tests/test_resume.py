@@ -402,3 +402,23 @@ def test_train_interrupted_at_several_points_ends_bit_identical(base, tmp_path_f
     assert logged == want
     report = json.loads((out / "report.json").read_text())
     assert report["training"]["steps"] == 40 and report["training"]["resumed_from_step"] >= points[-1][0]
+
+
+@pytest.mark.slow  # two short `rlpf train` runs
+def test_ctrl_c_in_the_last_batch_keeps_the_finished_model_and_stops_before_the_evaluation(base, tmp_path):
+    """Ctrl-C while the last generated batch trains: that batch finishes, the model and its training
+    summary are saved, the command exits 130 without evaluating; run again, it only evaluates."""
+    out = tmp_path / "run"
+    args = ["train", "--quiet", "--out", str(out), f"base_run={base / 'base'}", f"pretrain_config={base / 'pretrain.yaml'}",
+            *GRPO_TINY, "weights={tracking_success: 10, tracking_error_m: -10, 'rlpf_plugins:kill_switch': 0}",
+            "videos=0", "eval_per_prompt=1", "workers=0"]
+    # the kill_switch plugin sends SIGINT to its process while the 2nd (last) batch of the 4 steps is scored
+    env = {**ENV, "RLPF_TEST_KILL_AT": "2", "RLPF_TEST_SIGNAL": "INT"}
+    stopped = subprocess.run(_cli(*args), env=env, capture_output=True, text=True, timeout=300)
+    assert stopped.returncode == 130, stopped.stderr[-3000:]
+    assert "stopped before the evaluation" in stopped.stderr
+    assert (out / "model" / "world_model.json").is_file() and not (out / "report.json").exists()
+    _run(_cli(*args))
+    training = json.loads((out / "report.json").read_text())["training"]
+    assert training["steps"] == 4 and training["resumed"] == "finished"
+    assert {"seconds", "excluded_samples", "step_s"} <= set(training)
