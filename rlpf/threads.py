@@ -5,8 +5,11 @@ a several-fold slowdown instead of a fair share. torch's CPU wheels run every op
 (libgomp) with one thread per core, and a small model runs thousands of short parallel regions per
 second. When another process holds one of the cores, every region waits for the thread queued
 behind it, while its sibling spins at the barrier on the free core (libgomp spins before it sleeps).
-The issue measured the LM stage of ``rlpf pretrain`` at ~7 steps/s alone and 0.4-1 step/s beside one
-busy single-threaded process; experiments/benchmark_threads.py measures it on the machine at hand.
+experiments/benchmark_threads.py measures the LM stage of ``rlpf pretrain`` (the default ant LM) on
+the 2-core box, three runs at 1-minute load < 0.5: torch's defaults 9.3-13.5 steps/s alone and
+3.2-3.8 beside one busy single-threaded process (2.8-4.2x slower; under more load from other jobs
+it has been seen at 0.4-1 step/s); with rlpf's settings 10.5-12.0 alone and 6.4-7.5 beside it
+(1.5-1.8x, the competitor arriving before or during the run).
 
 What rlpf does instead:
 
@@ -28,9 +31,8 @@ What rlpf does instead:
   ``configure_worker_threads``: the processes are the parallelism.
 * **The OpenMP wait policy is left as it is.** ``OMP_WAIT_POLICY=PASSIVE`` (threads sleep at once
   instead of spinning) also removes the slowdown, but it makes every parallel region wake its
-  threads through the kernel, and on the 2-core box the LM stage alone then ran about a third slower
-  than with libgomp's default (experiments/benchmark_threads.py measures both; the README has the
-  numbers). Exporting ``OMP_WAIT_POLICY`` still works, with an *ordering constraint*: OpenMP reads it
+  threads through the kernel: in the same three runs the LM stage alone ran at 6.0-7.2 steps/s with
+  it - no faster than one thread - against 9.3-13.5 with libgomp's default. Exporting ``OMP_WAIT_POLICY`` still works, with an *ordering constraint*: OpenMP reads it
   when its library loads, i.e. at the process's first ``import torch``; set after that, it changes
   nothing in this process (only in the children it starts).
 
