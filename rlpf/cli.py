@@ -686,13 +686,13 @@ def cmd_control(args) -> int:
 
 
 def cmd_worlds(args) -> int:
-    from rlpf.envs.worlds import BUILTIN_WORLDS, compile_world
+    from rlpf.envs.worlds import compile_world, registered_worlds
     from rlpf.rewards.registry import registered
 
     print("worlds:")
-    for name, w in BUILTIN_WORLDS.items():
+    for name, w in registered_worlds().items():  # built-ins and worlds registered in this process
         cw = compile_world(name)
-        print(f"  {name:9s} {w.gym_id:12s} nq={cw.nq:<3d} fps={w.fps:.1f}  feet={len(w.feet)} objects={list(w.objects)}")
+        print(f"  {name:9s} {w.gym_id or '-':12s} nq={cw.nq:<3d} fps={w.fps:.1f}  feet={len(w.feet)} objects={list(w.objects)}")
     print("reward terms (name, plausible threshold, unit):")
     for name, info in sorted(registered().items()):
         th = "-" if info.threshold is None else f"{info.threshold:g}"
