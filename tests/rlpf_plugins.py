@@ -34,6 +34,19 @@ def dies_on_completion_2(clips, **_):
     return [0.0] * len(clips)
 
 
+def sabotage_output(clips, **_):
+    """Replaces the directory $RLPF_TEST_SABOTAGE by a file, as a full or vanished disk would make the
+    report's final write fail after the work is done."""
+    import shutil
+
+    path = os.environ.get("RLPF_TEST_SABOTAGE")
+    if path and os.path.isdir(path):
+        shutil.rmtree(path)
+        with open(path, "w") as f:
+            f.write("in the way")
+    return [0.0] * len(clips)
+
+
 def step_seen(clips, *, step=None, trainer_state=None, **_):
     """The training step in the plugin context, per clip (-1 without one): in ``rlpf train`` every
     plugin gets ``step`` and TRL's ``trainer_state``; a batch of one generation shares one step."""
