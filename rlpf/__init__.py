@@ -1,9 +1,27 @@
-"""rlpf: Reinforcement Learning from Physical Feedback for generative world models."""
+"""rlpf: Reinforcement Learning from Physical Feedback for generative world models.
+
+The public Python API, resolved on first use (PEP 562) so that ``import rlpf`` stays light: no
+MuJoCo, torch or TRL until one of them is asked for.
+
+    rlpf.load_clips(path) -> [Clip]           the clip format (docs/clip-format.md)
+    rlpf.score(clips, world, trackers=(), weights=None) -> ScoreReport    what `rlpf score` computes;
+                                              .to_json() is exactly its report (docs/report-format.md)
+    rlpf.World, rlpf.register_world(name, World(...))     a robot, usable by name everywhere
+    rlpf.register_tracker(name, factory)      a tracker, usable as --tracker name
+"""
 __version__ = "0.1.0"
 
-# Extension points, resolved on first use (PEP 562) so that ``import rlpf`` stays light: no MuJoCo,
-# torch or TRL until one of them is asked for.
-_LAZY = {
+_API = {
+    # clips and scoring
+    "Clip": "rlpf.clips",
+    "load_clips": "rlpf.clips",
+    "save_clips": "rlpf.clips",
+    "score": "rlpf.scoring",
+    "ScoreReport": "rlpf.scoring",
+    "ClipScore": "rlpf.scoring",
+    "ScoreConfig": "rlpf.scoring",
+    "RLPFError": "rlpf.errors",
+    # extension points
     "World": "rlpf.envs.worlds",
     "register_world": "rlpf.envs.worlds",
     "get_world": "rlpf.envs.worlds",
@@ -13,14 +31,17 @@ _LAZY = {
 
 
 def __getattr__(name: str):
-    if name in _LAZY:
+    if name in _API:
         import importlib
 
-        value = getattr(importlib.import_module(_LAZY[name]), name)
+        value = getattr(importlib.import_module(_API[name]), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'rlpf' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
+    return sorted(list(globals()) + list(_API))
+
+
+__all__ = sorted(_API)
