@@ -20,6 +20,7 @@ imports neither ``rlpf.motion_data`` nor ``rlpf.policies``.
 """
 from __future__ import annotations
 
+from rlpf.entry_points import load_entry_point
 from rlpf.errors import RLPFError
 
 import dataclasses
@@ -27,7 +28,6 @@ import functools
 import importlib
 import importlib.metadata
 import os
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -233,30 +233,21 @@ def _from_entry_point(name: str, entry_points=None) -> World | None:
     ``entry_points``: the entry points to search (default: the installed ones of ``ENTRY_POINT_GROUP``).
     A broken one warns and raises UnknownWorldError naming it; other worlds keep working.
     """
-    if entry_points is None:
-        try:
-            entry_points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
-        except Exception as e:  # a broken distribution's metadata
-            warnings.warn(f"rlpf: could not read '{ENTRY_POINT_GROUP}' entry points: {e}", stacklevel=3)
-            return None
-    for ep in entry_points:
-        if ep.name != name:
-            continue
-        try:
-            obj = ep.load()
-            if callable(obj) and not isinstance(obj, World):
-                obj = obj()  # a factory, so a package can build its declaration on demand
-            if not isinstance(obj, World):
-                raise TypeError(f"it is a {type(obj).__name__}, not an rlpf World")
-            world = obj if obj.name == name else dataclasses.replace(obj, name=name)
-            _check_declaration(world)
-        except Exception as e:
-            msg = f"entry point {ep.value!r} failed to load: {type(e).__name__}: {e}"
-            warnings.warn(f"rlpf: world {name!r}: {msg}", stacklevel=3)
-            raise UnknownWorldError(f"world {name!r}: {msg}") from None
-        _REGISTRY.setdefault(name, world)
-        return _REGISTRY[name]
-    return None
+    def as_world(obj) -> World:
+        if callable(obj) and not isinstance(obj, World):
+            obj = obj()  # a factory, so a package can build its declaration on demand
+        if not isinstance(obj, World):
+            raise TypeError(f"it is a {type(obj).__name__}, not an rlpf World")
+        world = obj if obj.name == name else dataclasses.replace(obj, name=name)
+        _check_declaration(world)
+        return world
+
+    world = load_entry_point(ENTRY_POINT_GROUP, name, "world", lambda msg: UnknownWorldError(f"world {name!r}: {msg}"),
+                             as_world, entry_points)
+    if world is None:
+        return None
+    _REGISTRY.setdefault(name, world)
+    return _REGISTRY[name]
 
 
 def _check_declaration(world: World) -> None:

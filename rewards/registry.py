@@ -13,12 +13,12 @@ A plugin is found, in order, by:
 """
 from __future__ import annotations
 
+from rlpf.entry_points import load_entry_point
 from rlpf.errors import RLPFError
 
 import importlib
 import importlib.metadata
 import math
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -129,24 +129,12 @@ def _from_dotted_path(name: str) -> RewardInfo:
 
 
 def _from_entry_point(name: str) -> RewardInfo | None:
-    try:
-        eps = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
-    except Exception as e:  # a broken distribution's metadata
-        warnings.warn(f"rlpf: could not read '{ENTRY_POINT_GROUP}' entry points: {e}", stacklevel=3)
+    info = load_entry_point(ENTRY_POINT_GROUP, name, "reward plugin", lambda msg: RewardError(name, msg),
+                            lambda obj: _as_info(name, obj))
+    if info is None:
         return None
-    for ep in eps:
-        if ep.name != name:
-            continue
-        try:
-            obj = ep.load()
-        except Exception as e:
-            msg = f"entry point {ep.value!r} failed to load: {type(e).__name__}: {e}"
-            warnings.warn(f"rlpf: reward plugin {name!r}: {msg}", stacklevel=3)
-            raise RewardError(name, msg) from None
-        info = _as_info(name, obj)
-        _REGISTRY.setdefault(name, info)
-        return info
-    return None
+    _REGISTRY.setdefault(name, info)
+    return info
 
 
 @dataclass

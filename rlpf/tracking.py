@@ -21,11 +21,10 @@ compares trackers on the same clips.
 """
 from __future__ import annotations
 
+from rlpf.entry_points import load_entry_point
 from rlpf.errors import RLPFError
 
-import importlib.metadata
 import os
-import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -264,28 +263,19 @@ def _tracker_factory(name: str, entry_points=None) -> TrackerFactory | None:
     ones). A broken entry point warns and raises TrackerError naming it; the rest keep working."""
     if name in _TRACKERS:
         return _TRACKERS[name]
-    if entry_points is None:
-        if os.sep in name or (os.altsep and os.altsep in name):
-            return None  # a run directory, never an entry point's name
-        try:
-            entry_points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
-        except Exception as e:  # a broken distribution's metadata
-            warnings.warn(f"rlpf: could not read '{ENTRY_POINT_GROUP}' entry points: {e}", stacklevel=3)
-            return None
-    for ep in entry_points:
-        if ep.name != name:
-            continue
-        try:
-            factory = ep.load()
-            if not callable(factory):
-                raise TypeError(f"{factory!r} is not callable")
-        except Exception as e:
-            msg = f"entry point {ep.value!r} failed to load: {type(e).__name__}: {e}"
-            warnings.warn(f"rlpf: tracker {name!r}: {msg}", stacklevel=3)
-            raise TrackerError(f"tracker {name!r}: {msg}") from None
+    if entry_points is None and (os.sep in name or (os.altsep and os.altsep in name)):
+        return None  # a run directory, never an entry point's name
+
+    def as_factory(obj) -> TrackerFactory:
+        if not callable(obj):
+            raise TypeError(f"{obj!r} is not callable")
+        return obj
+
+    factory = load_entry_point(ENTRY_POINT_GROUP, name, "tracker", lambda msg: TrackerError(f"tracker {name!r}: {msg}"),
+                               as_factory, entry_points)
+    if factory is not None:
         register_tracker(name, factory, replace=True)
-        return factory
-    return None
+    return factory
 
 
 def check_tracker_spec(spec) -> None:
