@@ -8,6 +8,10 @@ MuJoCo, torch or TRL until one of them is asked for.
                                               .to_json() is exactly its report (docs/report-format.md)
     rlpf.World, rlpf.register_world(name, World(...))     a robot, usable by name everywhere
     rlpf.register_tracker(name, factory)      a tracker, usable as --tracker name
+    rlpf.PhysicalFeedback(world, weights, tracker=...)    one named TRL reward function per term,
+                                              scored in worker processes
+    rlpf.MotionCodec, rlpf.WorldModelCodec    a generator's completions -> clips
+    rlpf.RLPFTrainer(model, codec, feedback, args, prompts)   TRL's GRPOTrainer on any causal LM
 """
 __version__ = "0.1.0"
 
@@ -27,6 +31,11 @@ _API = {
     "get_world": "rlpf.envs.worlds",
     "register_tracker": "rlpf.tracking",
     "DataSource": "rlpf.motion_data",
+    # training any generator on physical feedback
+    "PhysicalFeedback": "rlpf.physical_feedback",
+    "RLPFTrainer": "rlpf.grpo",
+    "MotionCodec": "rlpf.codec",
+    "WorldModelCodec": "rlpf.codec",
 }
 
 

@@ -97,16 +97,18 @@ class RLPFConfig:
 
 
 def _check_tracker(field_name: str, spec, world: str) -> None:
-    """``pd``, ``learned`` (trained into tracker_run when missing) or a trained tracker's run directory,
-    which is loaded here exactly as ``rlpf score --tracker RUN_DIR`` loads it: a directory that holds
-    no tracker, or one for another world, is refused before any work. Raises TrackerError."""
-    from rlpf.tracking import TrackerError, load_tracker
+    """A registered tracker's name (``pd``, ``learned`` - trained into tracker_run when missing - or one
+    of ``rlpf.register_tracker`` / an ``rlpf.trackers`` entry point) or a trained tracker's run
+    directory, which is loaded here exactly as ``rlpf score --tracker RUN_DIR`` loads it: a directory
+    that holds no tracker, or one for another world, is refused before any work. Raises TrackerError."""
+    from rlpf.tracking import TrackerError, check_tracker_spec, load_tracker
 
-    if spec in ("pd", "learned"):
-        return
-    if not isinstance(spec, str) or not os.path.isdir(spec):
-        raise TrackerError(f"{field_name}: tracker {spec!r} is not 'pd', 'learned' (the learned tracker in "
-                           "tracker_run) or the run directory of a trained tracker")
+    try:
+        check_tracker_spec(spec)
+    except TrackerError as e:
+        raise TrackerError(f"{field_name}: {e}") from None
+    if not (isinstance(spec, str) and os.path.isdir(spec)):
+        return  # a registered name: its factory runs when the tracker is needed
     try:
         load_tracker(spec, world)
     except TrackerError as e:

@@ -12,16 +12,28 @@ off. A resumed run ends bit-identical to an uninterrupted one, wherever it was k
 stopped (SIGINT / SIGTERM): what TRL and transformers do not restore by themselves is restored here
 (``_trainer_class``: the prompt order of later epochs; ``last_checkpoint``: a checkpoint a kill cut
 short is never resumed from).
+
+``RLPFTrainer(model, codec, feedback, args, prompts)`` is that trainer for any Hugging Face causal LM
+(a model object or a path) whose completions a ``rlpf.codec.MotionCodec`` turns into clips; ``args``
+is TRL's ``GRPOConfig``, passed through. ``finetune`` is ``rlpf train``'s use of it on the built-in
+world model (``WorldModelCodec``), configured by ``GRPOSettings``.
 """
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import os
 import shutil
 import time
 from dataclasses import dataclass
 
+from rlpf.errors import RLPFError
 from rlpf.training import StopOnSignal
+
+
+class TrainerConfigError(RLPFError, ValueError):
+    """RLPFTrainer arguments that cannot work (not a GRPOConfig, no prompts, weights set twice...)."""
 
 COMPLETE_FILE = "rlpf_checkpoint.json"
 """Written into a checkpoint folder after everything else in it: the folder is whole."""
@@ -34,7 +46,23 @@ before that have none and are resumed as they were: from their newest checkpoint
 
 @dataclass
 class GRPOSettings:
-    """The group-relative PPO update (TRL GRPOConfig fields, named as there where they map one to one)."""
+    """The group-relative PPO update of ``rlpf train``: its typed YAML config (``grpo.*``), which
+    ``finetune`` maps onto a ``trl.GRPOConfig`` for ``RLPFTrainer``. Python users build the
+    GRPOConfig themselves and hand it to ``RLPFTrainer``; these fields are the part ``rlpf train``
+    exposes, checked when the config is loaded.
+
+    Mapping (GRPOConfig field <- setting): ``max_steps`` <- steps; ``per_device_train_batch_size``
+    <- prompts_per_step x num_generations; ``num_generations``, ``steps_per_generation``,
+    ``num_iterations``, ``learning_rate``, ``warmup_steps``, ``beta``, ``epsilon``, ``temperature``,
+    ``loss_type``, ``scale_rewards``, ``max_grad_norm``, ``logging_steps`` <- the same names;
+    ``save_steps`` <- save_steps rounded up to a multiple of ``cycle``; ``seed`` / ``data_seed`` <-
+    the experiment's seed. Fixed by rlpf train: ``lr_scheduler_type="constant_with_warmup"``,
+    ``top_p=1``, ``top_k=0``, ``save_total_limit=2``, full checkpoints (``save_only_model=False``),
+    ``shuffle_dataset=True``, ``report_to="none"`` (rlpf writes TensorBoard itself), ``bf16`` only
+    where a GPU supports it (``precision_kwargs``). Filled by ``RLPFTrainer`` from the codec and the
+    feedback: ``generation_kwargs["suppress_tokens"]``, ``max_completion_length`` (the world model's
+    ``n_tokens``), ``reward_weights``. ``overlap_scoring`` is RLPFTrainer's own (no GRPOConfig field).
+    """
 
     steps: int = 400
     """Optimizer steps (TRL max_steps)."""
@@ -95,6 +123,67 @@ class GRPOSettings:
         return int(self.steps_per_generation) * int(self.num_iterations)
 
 
+def precision_kwargs() -> dict:
+    """GRPOConfig keyword arguments for the precision: {} where a GPU supports bf16 (TRL's default,
+    bf16, applies), else ``bf16=False`` (GRPOConfig defaults to bf16, which transformers refuses on a
+    CPU unless ``use_cpu``; rlpf leaves the device to accelerate)."""
+    from transformers.utils import is_torch_bf16_gpu_available
+
+    return {} if is_torch_bf16_gpu_available() else {"bf16": False, "fp16": False}
+
+
+def _fill_args(args, codec, weights: list[float]):
+    """A copy of the GRPOConfig with what rlpf must set: sampling restricted to the codec's tokens,
+    its completion length where the config left TRL's default, the feedback's reward weights."""
+    from trl import GRPOConfig
+
+    if not isinstance(args, GRPOConfig):
+        raise TrainerConfigError(f"args: a {type(args).__name__}, not a trl.GRPOConfig")
+    args = copy.copy(args)  # the caller's config is left as it was given
+    gen = args.generation_kwargs
+    if isinstance(gen, str):  # GRPOConfig takes a JSON string from the command line
+        gen = json.loads(gen)
+    gen = dict(gen or {})
+    # only the codec's tokens: every completion can be a clip (a user's own suppressions are kept)
+    gen["suppress_tokens"] = sorted(set(codec.suppress_tokens()) | {int(t) for t in gen.get("suppress_tokens") or ()})
+    args.generation_kwargs = gen
+    default_length = GRPOConfig.__dataclass_fields__["max_completion_length"].default
+    if codec.max_completion_length is not None and args.max_completion_length in (None, default_length):
+        args.max_completion_length = int(codec.max_completion_length)
+    if args.reward_weights is not None and [float(w) for w in args.reward_weights] != list(weights):
+        raise TrainerConfigError(f"args.reward_weights {list(args.reward_weights)}: the weights are the "
+                                 f"PhysicalFeedback's ({list(weights)}, one per term); leave reward_weights unset")
+    args.reward_weights = list(weights)
+    return args
+
+
+def _prompt_dataset(codec, prompts, args):
+    """The prompt texts TRL samples from: the codec's ``prompt_text`` of each command, repeated until
+    one generation batch fits (TRL's sampler takes that many distinct rows per generation batch and
+    drops a partial one; balanced when it divides). A ``datasets.Dataset`` is used as it is."""
+    from datasets import Dataset
+
+    if isinstance(prompts, Dataset):
+        if "prompt" not in prompts.column_names:
+            raise TrainerConfigError(f"prompts: the dataset has no 'prompt' column (columns {prompts.column_names})")
+        return prompts
+    if isinstance(prompts, str) or not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
+        raise TrainerConfigError(f"prompts: {prompts!r} is not a non-empty list of non-empty command strings")
+    prompts = list(prompts)
+    per_generation = args.per_device_train_batch_size * args.world_size * args.steps_per_generation // args.num_generations
+    reps = -(-max(1, per_generation) // len(prompts))
+    return Dataset.from_dict({"prompt": [codec.prompt_text(p) for _ in range(reps) for p in prompts]})
+
+
+def __getattr__(name: str):
+    # rlpf.grpo.RLPFTrainer subclasses TRL's trainer: built on first use, so importing rlpf.grpo (for
+    # GRPOSettings, by every rlpf command) does not import TRL
+    if name == "RLPFTrainer":
+        return _trainer_class()
+    raise AttributeError(f"module 'rlpf.grpo' has no attribute {name!r}")
+
+
+@functools.cache
 def _trainer_class():
     import torch
     from trl import GRPOTrainer
@@ -123,13 +212,53 @@ def _trainer_class():
                     torch.randperm(self.num_samples, generator=self.generator)
 
     class RLPFTrainer(ScoreAhead, GRPOTrainer):
-        """GRPOTrainer, scoring the next batch during this one's update (``ScoreAhead``), plus a
-        step-time breakdown: generation / physics scoring (the time the step waits for rewards) / update,
-        a prompt sampler that resumes in the right epoch and checkpoints marked complete."""
+        """TRL's GRPOTrainer fine-tuning a causal LM on physical feedback.
+
+        ``model``: any Hugging Face causal LM, a model object or a path / hub id (TRL loads it, with
+        ``args.model_init_kwargs``). ``codec``: a ``rlpf.MotionCodec`` turning its completions into
+        clips (a ``WorldModel`` is taken as its ``WorldModelCodec``); its tokenizer is the
+        processing_class. ``feedback``: a ``rlpf.PhysicalFeedback`` giving one reward function per
+        term and their weights. ``args``: a ``trl.GRPOConfig``, passed through; rlpf fills only
+        ``generation_kwargs["suppress_tokens"]`` (the codec's tokens only), ``max_completion_length``
+        (the codec's, where left at TRL's default) and ``reward_weights`` (the feedback's). The
+        device is accelerate's choice (a GPU when there is one; on a CPU build the GRPOConfig with
+        ``bf16=False``, ``rlpf.grpo.precision_kwargs()``). ``prompts``: the commands to train on
+        (``codec.prompt_text`` of each is what the model sees) or a dataset with a ``prompt`` column.
+        ``overlap_scoring``: score the next generated batch during this one's update
+        (``rlpf.score_ahead``); False scores in turn. Other keyword arguments go to GRPOTrainer.
+
+        Beyond GRPOTrainer: a step-time breakdown (generation / physics scoring - the time the step
+        waits for rewards - / update), a prompt sampler that resumes in the right epoch, checkpoints
+        marked complete, the scored-ahead batch saved with each checkpoint.
+        """
 
         _gen_s = 0.0
         _score_s = 0.0
         sampler_class = EpochSampler
+
+        def __init__(self, model, codec, feedback, args, prompts, *, callbacks=None, overlap_scoring: bool = True,
+                     **kwargs):
+            from rlpf.codec import as_codec
+            from rlpf.physical_feedback import PhysicalFeedback
+
+            codec = as_codec(codec)
+            codec.check()
+            if not isinstance(feedback, PhysicalFeedback):
+                raise TrainerConfigError(f"feedback: a {type(feedback).__name__}, not a rlpf.PhysicalFeedback")
+            funcs, weights = feedback.reward_functions(codec)
+            args = _fill_args(args, codec, weights)
+            dataset = _prompt_dataset(codec, prompts, args)
+            self.codec, self.feedback = codec, feedback
+            super().__init__(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
+                             processing_class=codec.tokenizer, callbacks=callbacks, **kwargs)
+            self.overlap_scoring = bool(overlap_scoring)
+
+        def prefetch_rewards(self, texts, completion_ids, step=None, trainer_state=None):
+            # the trainer's state goes with the batch: plugins see the step and state it was sampled in
+            # (those of a resumed pending batch are its own, so a resumed run scores it as an
+            # uninterrupted one did)
+            self.feedback.prefetch(self.codec, texts, completion_ids, step=step,
+                                   trainer_state=self.state if trainer_state is None else trainer_state)
 
         def _get_train_sampler(self, dataset=None):
             s = super()._get_train_sampler(dataset)
@@ -284,15 +413,14 @@ def finetune(model_dir: str, feedback, settings: GRPOSettings, run_dir: str, see
     Checkpoints go to ``run_dir/grpo/checkpoint-*``; running again resumes from the last one, and a
     finished run (``run_dir/model`` present) is loaded, not retrained.
     """
-    from datasets import Dataset
     from torch.utils.tensorboard import SummaryWriter
     from transformers import TrainerCallback
     from transformers.integrations import TensorBoardCallback
     from trl import GRPOConfig
 
-    from rlpf.world_model import WorldModel
-
+    from rlpf.codec import WorldModelCodec
     from rlpf.run_dir import read_json, write_json
+    from rlpf.world_model import WorldModel
 
     out_model = os.path.join(run_dir, "model")
     summary_path = os.path.join(run_dir, SUMMARY_FILE)
@@ -303,12 +431,6 @@ def finetune(model_dir: str, feedback, settings: GRPOSettings, run_dir: str, see
     wm = WorldModel.from_pretrained(model_dir)
     prompts = list(prompts or wm.prompts)
     per_step = settings.prompts_per_step * settings.num_generations
-    # TRL's sampler takes prompts_per_step x steps_per_generation distinct rows per generation batch and
-    # drops a partial batch, so the prompt list is repeated until one batch fits (balanced when it divides)
-    per_generation = settings.prompts_per_step * settings.steps_per_generation
-    reps = -(-per_generation // len(prompts))
-    rows = [wm.prompt_text(p) for _ in range(reps) for p in prompts]
-    dataset = Dataset.from_dict({"prompt": rows})
 
     ckpt_dir = os.path.join(run_dir, "grpo")
     if not _checkpoints(ckpt_dir):  # a new run: its checkpoints will be marked complete (last_checkpoint)
@@ -316,25 +438,22 @@ def finetune(model_dir: str, feedback, settings: GRPOSettings, run_dir: str, see
         _write_json_atomic(os.path.join(ckpt_dir, MARKED_FILE), {"complete_file": COMPLETE_FILE})
     last = last_checkpoint(ckpt_dir, remove_partial=True)
     resume_step = int(last.rsplit("-", 1)[-1]) if last else 0
-    allowed = set(range(wm.code_offset, wm.code_offset + wm.n_codes))
-    suppress = [i for i in range(len(wm.text_tokenizer)) if i not in allowed]
+    # GRPOSettings -> GRPOConfig (the mapping is GRPOSettings' docstring); RLPFTrainer adds the codec's
+    # suppress_tokens (only motion codes: every completion is a clip), its n_tokens and the weights
     args = GRPOConfig(
         output_dir=ckpt_dir, max_steps=settings.steps, per_device_train_batch_size=per_step,
         num_generations=settings.num_generations, steps_per_generation=settings.steps_per_generation,
         num_iterations=settings.num_iterations,
-        max_completion_length=wm.n_tokens, temperature=settings.temperature, top_p=1.0, top_k=0,
-        generation_kwargs={"suppress_tokens": suppress},  # only motion codes: every completion is a clip
+        temperature=settings.temperature, top_p=1.0, top_k=0,
         learning_rate=settings.learning_rate, lr_scheduler_type="constant_with_warmup",
         warmup_steps=settings.warmup_steps, beta=settings.beta, epsilon=settings.epsilon,
         loss_type=settings.loss_type, scale_rewards=settings.scale_rewards, max_grad_norm=settings.max_grad_norm,
         logging_steps=settings.logging_steps, save_steps=-(-settings.save_steps // settings.cycle) * settings.cycle,
         save_total_limit=2,
-        save_only_model=False, report_to="none", seed=seed, data_seed=seed, use_cpu=True, bf16=False, fp16=False,
+        save_only_model=False, report_to="none", seed=seed, data_seed=seed, **precision_kwargs(),
         disable_tqdm=True, dataloader_num_workers=0,
         log_completions=False, shuffle_dataset=True,
     )
-    funcs, weights = feedback.reward_functions(wm)
-    args.reward_weights = weights
     # purge_step: events a killed run logged after its last checkpoint are dropped, so curves continue
     writer = SummaryWriter(os.path.join(run_dir, "tb", "rlpf"), purge_step=resume_step or None)
     stop = _StopOnSignal()
@@ -348,14 +467,9 @@ def finetune(model_dir: str, feedback, settings: GRPOSettings, run_dir: str, see
             return control
 
     trainer = _trainer_class()(
-        model=wm.lm, reward_funcs=funcs, args=args, train_dataset=dataset,
-        processing_class=wm.text_tokenizer, callbacks=[TensorBoardCallback(writer), StopCallback()],
+        wm.lm, WorldModelCodec(wm), feedback, args, prompts,
+        callbacks=[TensorBoardCallback(writer), StopCallback()], overlap_scoring=settings.overlap_scoring,
     )
-    trainer.overlap_scoring = bool(settings.overlap_scoring)
-    # the trainer's state goes with the batch: plugins see the step and state it was sampled in (those
-    # of a resumed pending batch are its own, so a resumed run scores it as an uninterrupted one did)
-    trainer.prefetch_rewards = lambda texts, completion_ids, step=None, trainer_state=None: feedback.prefetch(
-        wm, texts, completion_ids, trainer_state=trainer.state if trainer_state is None else trainer_state, step=step)
     # one compact bar instead of a 40-key dict printed per log step (the full logs are in TensorBoard)
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 

@@ -4,7 +4,8 @@ This is the reward side of RLPF. A batch of completions (motion-code token ids) 
 once, then every term - the physics plugins, ``tracking_success`` / ``tracking_error_m`` from a
 tracker replaying the clip in MuJoCo, and ``alignment`` (does the motion do what the prompt says) -
 is computed once per clip in worker processes (``evaluate_rewards`` with the registry's per-clip
-isolation). TRL sees one reward function per term (``reward_functions()``) with the weights from the
+isolation). Completions are decoded by a ``rlpf.codec.MotionCodec`` (the generator's: the built-in
+world model's is ``WorldModelCodec``). TRL sees one reward function per term (``reward_functions(codec)``) with the weights from the
 config, so every term is its own TensorBoard series and the weighted sum TRL optimizes is exactly
 ``sum(weight * term)``.
 
@@ -54,15 +55,23 @@ def logged_terms(weights: dict[str, float], world: str) -> list[str]:
 
 
 class PhysicalFeedback:
-    """Scores clips (or completions of a ``WorldModel``) on every term, in ``workers`` processes.
+    """Scores clips (or completions, decoded by a ``MotionCodec``) on every term, in ``workers`` processes.
 
+    ``world``: a world name, MJCF path or ``rlpf.World`` (a world registered in this process with
+    ``rlpf.register_world`` works too: the workers get its declaration, ``portable_world``).
     ``weights``: term -> weight (registered name, ``pkg.mod:obj`` path or entry point). ``tracker``:
-    the tracker whose success is rewarded (``pd``, ``learned`` or a run directory). ``workers`` 0
-    scores in this process. Use as a context manager (or call ``close``) to stop the workers.
+    the tracker whose success is rewarded (a registered name such as ``pd`` or ``learned``, or a run
+    directory). ``workers`` 0 scores in this process. Use as a context manager (or call ``close``)
+    to stop the workers.
+
+    With TRL: ``funcs, weights = feedback.reward_functions(codec)``, then
+    ``GRPOTrainer(reward_funcs=funcs, args=GRPOConfig(reward_weights=weights, ...))`` - or
+    ``rlpf.RLPFTrainer``, which does that and scores the next batch while it trains on this one.
     """
 
-    def __init__(self, world: str, weights: dict[str, float] | None = None, tracker: str = "pd",
+    def __init__(self, world, weights: dict[str, float] | None = None, tracker: str = "pd",
                  workers: int = 2, chunk: int = 8):
+        from rlpf.envs.worlds import get_world, portable_world
         from rlpf.rewards.registry import RewardError, get_reward
         from rlpf.tracking import TrackerError, check_tracker_spec
 
@@ -72,6 +81,9 @@ class PhysicalFeedback:
             if not math.isfinite(w):
                 raise FeedbackError(f"reward weight for {name!r} is {w}: weights must be finite numbers")
         self.terms = logged_terms(self.weights, world)
+        # the jobs carry the world as a worker can rebuild it: a built-in's name, else its declaration
+        self._job_world = portable_world(world)
+        self.world_name = get_world(world).name
         for name in self.terms:
             try:
                 get_reward(name)
@@ -96,7 +108,7 @@ class PhysicalFeedback:
         """Start scoring ``clips`` in the workers: ``[(job, future)]``; with no workers the future is
         None and the job runs here when collected. ``context``: extra keyword arguments for every
         plugin (the training step, see ``reward_functions``)."""
-        jobs = [(self.world, self.tracker, self.terms, [(c.qpos, c.fps, c.prompt, c.source) for c in clips[i:i + self.chunk]],
+        jobs = [(self._job_world, self.tracker, self.terms, [(c.qpos, c.fps, c.prompt, c.source) for c in clips[i:i + self.chunk]],
                  context or {})
                 for i in range(0, len(clips), self.chunk)]
         if self.workers > 0 and jobs:
@@ -117,7 +129,7 @@ class PhysicalFeedback:
         self.work_seconds += sum(part.get("seconds", 0.0) for part in parts)
         return {"terms": terms, "errors": errors}
 
-    def prefetch(self, wm, prompts: Sequence[str], completion_ids: Sequence[Sequence[int]],
+    def prefetch(self, codec, prompts: Sequence[str], completion_ids: Sequence[Sequence[int]],
                  trainer_state=None, step: int | None = None) -> None:
         """Start scoring completions in the workers and return at once; ``score_completions`` with the
         same arguments later waits for the result. This is how the trainer overlaps the physics of
@@ -125,19 +137,21 @@ class PhysicalFeedback:
         the training state when the batch was sampled (passed to the plugins, see ``reward_functions``)."""
         key = _batch_key(prompts, completion_ids)
         if key not in self._batches:
-            self._batches[key] = self._decode_and_submit(wm, prompts, completion_ids,
+            self._batches[key] = self._decode_and_submit(codec, prompts, completion_ids,
                                                          _training_context(trainer_state, step))
 
-    def score_completions(self, wm, prompts: Sequence[str], completion_ids: Sequence[Sequence[int]],
+    def score_completions(self, codec, prompts: Sequence[str], completion_ids: Sequence[Sequence[int]],
                           trainer_state=None) -> dict:
-        """Decode completions of ``wm`` for the given prompt texts and score them (cached per batch).
+        """Decode completions with ``codec`` (a ``MotionCodec``; a ``WorldModel`` is taken as its
+        ``WorldModelCodec``) for the given prompt texts and score them (cached per batch).
 
-        A completion that is not exactly ``wm.n_tokens`` motion codes cannot be a clip: every term is
-        NaN for it and it is counted as excluded. ``trainer_state``: TRL's, passed to the plugins
-        when the batch is scored now (not when it was prefetched).
+        A completion the codec does not decode to a clip (for the world model: not exactly
+        ``n_tokens`` motion codes) gets NaN on every term and is counted as excluded.
+        ``trainer_state``: TRL's, passed to the plugins when the batch is scored now (not when it
+        was prefetched).
         """
         key = _batch_key(prompts, completion_ids)
-        batch = self._batches.pop(key, None) or self._decode_and_submit(wm, prompts, completion_ids,
+        batch = self._batches.pop(key, None) or self._decode_and_submit(codec, prompts, completion_ids,
                                                                         _training_context(trainer_state))
         if "result" not in batch:
             batch["result"] = self._assemble(batch)
@@ -145,24 +159,23 @@ class PhysicalFeedback:
         self._batches = {key: batch, **{k: b for k, b in self._batches.items() if "result" not in b}}
         return batch["result"]
 
-    def _decode_and_submit(self, wm, prompts, completion_ids, context: dict | None = None) -> dict:
+    def _decode_and_submit(self, codec, prompts, completion_ids, context: dict | None = None) -> dict:
+        from rlpf.codec import CodecError, as_codec
+
+        codec = as_codec(codec)
         n = len(completion_ids)
-        codes, ok, errors = np.zeros((n, wm.n_tokens), dtype=np.int64), np.zeros(n, bool), {}
-        for i, ids in enumerate(completion_ids):
-            try:
-                c = wm.codes_from_ids(ids)
-                if len(c) != wm.n_tokens:
-                    raise ValueError(f"{len(c)} motion codes, expected {wm.n_tokens}")
-                codes[i], ok[i] = c, True
-            except ValueError as e:
-                errors[i] = f"completion is not a clip: {e}"
-        clips, index = [], []
-        if ok.any():
-            qpos = wm.motion_tokenizer.decode_codes(codes[ok], wm.fps)
-            for j, i in enumerate(np.flatnonzero(ok)):
-                clips.append(Clip(qpos=qpos[j], fps=wm.fps, world=wm.world, prompt=command_of(prompts[i]),
-                                  source=f"completion:{i}"))
+        commands = [codec.command(p) for p in prompts]
+        decoded = codec.decode_batch(completion_ids, commands)
+        if len(decoded) != n:
+            raise CodecError(f"{type(codec).__name__}.decode_batch returned {len(decoded)} entries for {n} completions")
+        clips, index, errors = [], [], {}
+        for i, d in enumerate(decoded):
+            if isinstance(d, Clip):
+                clips.append(Clip(qpos=np.asarray(d.qpos), fps=d.fps, world=self.world_name,
+                                  prompt=commands[i] if d.prompt is None else d.prompt, source=f"completion:{i}"))
                 index.append(i)
+            else:
+                errors[i] = str(d)
         return {"n": n, "clips": clips, "index": index, "errors": errors, "handle": self._submit(clips, context)}
 
     def _assemble(self, batch: dict) -> dict:
@@ -186,8 +199,9 @@ class PhysicalFeedback:
         return {"terms": terms, "errors": errors, "clips": batch["clips"], "index": index}
 
     # ---- TRL -------------------------------------------------------------------------------------
-    def reward_functions(self, wm) -> tuple[list, list[float]]:
-        """One TRL reward function per term (its ``__name__`` is the term) and their weights.
+    def reward_functions(self, codec) -> tuple[list, list[float]]:
+        """One TRL reward function per term (its ``__name__`` is the term) and their weights, for
+        completions that ``codec`` (a ``MotionCodec``; a ``WorldModel`` is wrapped) turns into clips.
 
         Unweighted terms get weight 0: logged by TRL as ``rewards/<term>/mean``, not optimized.
         TRL calls them with its ``trainer_state``; every plugin then gets ``step`` (the trainer's
@@ -195,10 +209,17 @@ class PhysicalFeedback:
         updates that use it) and ``trainer_state`` (a copy taken then) as keyword arguments, in the
         worker processes as in this one.
         """
+        from rlpf.codec import as_codec
+        from rlpf.envs.worlds import get_world
+
+        codec = as_codec(codec)
+        if codec.world is not None and get_world(codec.world).name != self.world_name:
+            raise FeedbackError(f"codec {type(codec).__name__} makes clips of world {codec.world!r}, but this "
+                                f"feedback scores world {self.world_name!r}")
         funcs = []
         for name in self.terms:
             def fn(prompts, completions, completion_ids, _name=name, **kwargs):
-                result = self.score_completions(wm, prompts, completion_ids, trainer_state=kwargs.get("trainer_state"))
+                result = self.score_completions(codec, prompts, completion_ids, trainer_state=kwargs.get("trainer_state"))
                 if _name == self.terms[0] and "log_metric" in kwargs:
                     kwargs["log_metric"]("rewards/excluded_samples", float(len(result["errors"])))
                 return [None if math.isnan(v) else v for v in result["terms"][_name]]
@@ -249,10 +270,10 @@ class PhysicalFeedback:
 
 
 def command_of(prompt_text: str) -> str:
-    """The command in a prompt text as the LM sees it (``walk forward <motion>`` -> ``walk forward``)."""
-    from rlpf.world_model import SEPARATOR
+    """The command in a prompt text as the world model sees it (``walk forward <motion>`` -> ``walk forward``)."""
+    from rlpf.codec import WorldModelCodec
 
-    return prompt_text.replace(SEPARATOR, " ").replace("<bos>", " ").strip()
+    return WorldModelCodec.command(None, prompt_text)
 
 
 def _training_context(trainer_state=None, step: int | None = None) -> dict:
@@ -273,6 +294,20 @@ def _batch_key(prompts, completion_ids) -> tuple:
 _TRACKERS: dict = {}
 
 
+def _adopt_world(world) -> None:
+    """Register a shipped World declaration (``portable_world``: a world registered in the parent)
+    under its name in this worker too: terms that look a world up by the clip's world name (the
+    alignment labeller, ``PROMPTS``) then see what the parent sees."""
+    from rlpf.envs.worlds import UnknownWorldError, get_world, register_world
+
+    try:
+        if get_world(world.name) == world:
+            return
+    except UnknownWorldError:
+        pass
+    register_world(world.name, world, replace=True)
+
+
 def _score_chunk(job) -> dict:
     """Score one chunk of clips in this process: every term, plugin failures isolated per clip."""
     from rlpf.envs.worlds import compile_world
@@ -282,10 +317,13 @@ def _score_chunk(job) -> dict:
     t0 = time.perf_counter()
     world, tracker_spec, terms, items = job[:4]
     context = job[4] if len(job) > 4 else {}  # the training step (see PhysicalFeedback.reward_functions)
+    if not isinstance(world, str):
+        _adopt_world(world)
     cw = compile_world(world)
     if (world, tracker_spec) not in _TRACKERS:
         _TRACKERS[(world, tracker_spec)] = load_tracker(tracker_spec, world)
-    clips = [Clip(qpos=q, fps=f, world=world, prompt=p, source=s) for q, f, p, s in items]
+    name = world if isinstance(world, str) else world.name  # a World declaration, shipped (portable_world)
+    clips = [Clip(qpos=q, fps=f, world=name, prompt=p, source=s) for q, f, p, s in items]
     n = len(clips)
     out_terms = {name: [math.nan] * n for name in terms}
     errors: dict[int, str] = {}

@@ -363,7 +363,7 @@ def test_tracker_run_dirs_are_checked_when_the_config_is_made(tracker_run, tmp_p
 
     cfg = RLPFConfig(tracker=tracker_run, eval_trackers=["pd", tracker_run])
     assert cfg.trackers() == [tracker_run, "pd"] and cfg.tracker_spec(tracker_run) == tracker_run
-    with pytest.raises(TrackerError, match="tracker: tracker 'nope' is not 'pd', 'learned'"):
+    with pytest.raises(TrackerError, match="tracker: unknown tracker 'nope': choose a registered tracker"):
         RLPFConfig(tracker="nope")
     (tmp_path / "empty").mkdir()
     with pytest.raises(TrackerError, match=f"eval_trackers: .*{tmp_path / 'empty'}.*no config.yaml"):
