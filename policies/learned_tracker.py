@@ -94,11 +94,12 @@ from stable_baselines3.common.callbacks import BaseCallback
 from rlpf.clips import Clip, clip_files, load_clips, save_clips
 from rlpf.config import ConfigError, load_config
 from rlpf.envs.motion_tracking import MotionTrackingEnv, REWARD_TERMS, TrackingReward, resample
+from rlpf.envs.worlds import get_world
 from rlpf.run_dir import claim_run_dir, locks_run_dir, read_json, write_json
 from rlpf.safe_load import (StatsFileError, UnsafeFileError, legacy_pickle_error, load_sb3_model, read_vecnormalize,
                             save_vecnormalize, vecnormalize_from_stats)
 from rlpf.threads import configure_threads
-from rlpf.tracking import Tracker, TrackResult, success_threshold
+from rlpf.tracking import LEARNED_RUN_DIR, Tracker, TrackerError, TrackResult, success_threshold
 
 NORM_FILE = "vecnormalize.json"
 LEGACY_NORM_FILE = "vecnormalize.pkl"
@@ -675,3 +676,24 @@ def _log_eval(run_dir: str, report: dict, step: int) -> None:
         for kind, values in report.items():
             for k, v in values.items():
                 w.add_scalar(f"eval/{kind}_{k}", v, step)
+
+
+def default_tracker(world) -> "LearnedTracker":
+    """The tracker ``--tracker learned`` means: the one trained in ``rlpf.tracking.LEARNED_RUN_DIR``
+    for this world (registered by that name in ``rlpf.tracking``)."""
+    name = get_world(world).name
+    path = LEARNED_RUN_DIR.format(world=name)
+    if not os.path.isdir(path):
+        raise TrackerError(f"tracker 'learned': no trained tracker for world {name!r} in {path}; train one with "
+                           f"`rlpf train-tracker --out {path}` or give its run directory")
+    return load_run_tracker("learned", path, world)
+
+
+def load_run_tracker(spec: str, path: str, world) -> "LearnedTracker":
+    """The tracker trained in run directory ``path`` (``--tracker RUN_DIR``), for ``world``; a
+    TrackerError naming ``spec`` when it cannot be loaded."""
+    try:
+        return LearnedTracker.load(path, world)
+    except (OSError, ValueError, KeyError) as e:
+        raise TrackerError(f"tracker {spec!r}: cannot load a learned tracker for world {get_world(world).name!r}: "
+                           f"{e}") from None

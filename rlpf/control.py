@@ -72,7 +72,7 @@ class ControlConfig:
     """Everything that decides an `rlpf control` comparison."""
 
     envs: list[str] = field(default_factory=lambda: ["Pusher-v5", "Reacher-v5"])
-    """gymnasium tasks to compare on (see rlpf.control_eval.TASKS)."""
+    """gymnasium tasks to compare on (see rlpf.control_tasks.TASKS)."""
     backbones: dict[str, Backbone] = field(default_factory=_base_backbone)  # on one line: draccus reads the docstring below it
     """World models to put the control head on: name -> {path, train (pretrain | rlpf | none), config, overrides}
     (or name -> path). A missing path is trained with its trainer, or the backbone is skipped with the reason."""
@@ -114,9 +114,9 @@ class ControlConfig:
     """torch threads (0: the usable cores that are free, see rlpf/threads.py; $RLPF_THREADS overrides)."""
 
     def __post_init__(self):
-        from rlpf.control_eval import get_task
+        from rlpf.control_tasks import get_task
 
-        from rlpf.control_eval import UnknownEnvError
+        from rlpf.control_tasks import UnknownEnvError
 
         for i, env_id in enumerate(self.envs):
             try:
@@ -212,7 +212,8 @@ def train_sb3(env_id: str, algo: str, steps: int, n_envs: int, seed: int, out_di
 @locks_run_dir
 def run_control(cfg: ControlConfig, run_dir: str, progress: bool = True) -> dict:
     from rlpf.control_data import load_or_collect
-    from rlpf.control_eval import TASKS, evaluate, expert_policy
+    from rlpf.control_eval import evaluate
+    from rlpf.control_tasks import TASKS, expert_policy
     from rlpf.control_head import train_control_head, train_mlp_bc
     from rlpf.run_dir import claim_run_dir, read_json, write_json
 

@@ -35,7 +35,7 @@ def task_prompt(env_id: str, env) -> str:
 def collect_demos(env_id: str, episodes: int, seed: int = 0, noise: float = 0.3, progress: bool = True) -> dict:
     from tqdm import tqdm
 
-    from rlpf.control_eval import expert_policy, make_env
+    from rlpf.control_tasks import expert_policy, make_env
 
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")

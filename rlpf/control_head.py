@@ -237,7 +237,7 @@ def prompt_batch(wm, prompts) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def uses_codes(wm, env_id: str, cfg: ControlHeadConfig) -> bool:
-    from rlpf.control_eval import get_task
+    from rlpf.control_tasks import get_task
 
     return cfg.history > 0 and get_task(env_id).world == wm.world
 
@@ -415,8 +415,8 @@ def _save(path: str, payload: dict) -> None:
 
 def load_policy_file(path: str):
     """A ``policy.pt`` written by ``train_control_head`` or ``train_mlp_bc``, ready to act."""
-    from rlpf.control_eval import PolicyLoadError
-    from rlpf.motion_tokenizer import CheckpointError
+    from rlpf.control_tasks import PolicyLoadError
+    from rlpf.errors import CheckpointError
     from rlpf.world_model import WorldModel
 
     from rlpf.safe_load import UnsafeFileError, load_tensors

@@ -13,3 +13,13 @@ class RLPFError(Exception):
 
 class OutputError(RLPFError):
     """An output path that cannot or must not be written (an input, a directory, a device file...)."""
+
+
+class CheckpointError(RLPFError, ValueError):
+    """A saved model, tokenizer or training checkpoint that cannot be loaded; the message names the
+    file and the problem."""
+
+    def __init__(self, path: str, problem: str):
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem

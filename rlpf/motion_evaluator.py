@@ -33,7 +33,7 @@ from torch import nn
 
 from rlpf.clips import Clip
 from rlpf.motion_features import MotionFeatures
-from rlpf.motion_tokenizer import CheckpointError
+from rlpf.errors import CheckpointError
 
 CONFIG_FILE = "motion_evaluator.json"
 WEIGHTS_FILE = "motion_evaluator.pt"

@@ -18,7 +18,7 @@ feature frame t holds the forward-difference root velocity from qpos frame t to 
 """
 from __future__ import annotations
 
-from rlpf.errors import RLPFError
+from rlpf.errors import CheckpointError
 
 import contextlib
 import dataclasses
@@ -40,15 +40,6 @@ CONFIG_FILE = "motion_tokenizer.json"
 WEIGHTS_FILE = "motion_tokenizer.pt"
 FORMAT = "rlpf.motion_tokenizer/1"
 ROOT_VELOCITY_FEATURES = ("root_vx", "root_vy", "root_yaw_rate")
-
-
-class CheckpointError(RLPFError, ValueError):
-    """A saved tokenizer that cannot be loaded; the message names the file and the problem."""
-
-    def __init__(self, path: str, problem: str):
-        super().__init__(f"{path}: {problem}")
-        self.path = path
-        self.problem = problem
 
 
 @dataclass

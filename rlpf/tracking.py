@@ -24,6 +24,7 @@ from __future__ import annotations
 from rlpf.entry_points import load_entry_point
 from rlpf.errors import RLPFError
 
+import importlib
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -235,13 +236,28 @@ def register_tracker(name: str, factory: TrackerFactory, *, replace: bool = Fals
     if not isinstance(name, str) or not name or name != name.strip() or os.sep in name:
         raise TrackerError(f"register_tracker: bad tracker name {name!r}: a non-empty name without "
                            f"surrounding spaces or {os.sep!r} (those name run directories)")
-    if not callable(factory):
+    if isinstance(factory, str):
+        if factory.count(":") != 1 or not all(factory.split(":")):
+            raise TrackerError(f"register_tracker({name!r}): {factory!r} is not a 'module:attribute' import path")
+    elif not callable(factory):
         raise TrackerError(f"register_tracker({name!r}): the factory {factory!r} is not callable")
     if name in _TRACKERS and not replace:
         raise TrackerError(f"register_tracker: tracker {name!r} is already registered; pass replace=True to replace it")
     _TRACKERS[name] = factory
-    _DOCS[name] = doc or (factory.__doc__ or "").strip().split("\n")[0]
+    _DOCS[name] = doc or ("" if isinstance(factory, str) else (factory.__doc__ or "").strip().split("\n")[0])
     return factory
+
+
+def _resolve(name: str, factory):
+    """A registered factory, imported now if it was registered as ``"module:attribute"`` (so this
+    module never imports the tracker implementations, which import it)."""
+    if not isinstance(factory, str):
+        return factory
+    module, attr = factory.split(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise TrackerError(f"tracker {name!r}: cannot import its factory {factory} ({type(e).__name__}: {e})") from None
 
 
 def unregister_tracker(name: str) -> None:
@@ -309,54 +325,19 @@ def load_tracker(spec, world) -> Tracker:
     world_arg = portable_world(world)
     factory = _tracker_factory(spec)
     if factory is not None:
-        tracker = factory(world_arg)
+        tracker = _resolve(spec, factory)(world_arg)
         if not isinstance(tracker, Tracker):
             raise TrackerError(f"tracker {spec!r}: its factory returned {type(tracker).__name__}, not an rlpf Tracker")
         return tracker
-    return _load_learned(spec, spec, world_arg)
+    return _resolve(spec, LOAD_RUN)(spec, spec, world_arg)
 
 
-def _pd(world) -> Tracker:
-    """PD + inverse dynamics, no training"""
-    from rlpf.policies.pd_tracker import PDTracker
-
-    return PDTracker(world)
-
-
-def _learned(world) -> Tracker:
-    """the SB3-trained tracker in runs/tracker-WORLD"""
-    from rlpf.envs.worlds import get_world
-
-    name = get_world(world).name
-    path = LEARNED_RUN_DIR.format(world=name)
-    try:
-        import rlpf.policies.learned_tracker  # noqa: F401
-    except ImportError as e:
-        raise TrackerError(f"tracker 'learned': the learned tracker is not available "
-                           f"(rlpf.policies.learned_tracker: {e}); use 'pd'") from None
-    if not os.path.isdir(path):
-        raise TrackerError(f"tracker 'learned': no trained tracker for world {name!r} in {path}; train one with "
-                           f"`rlpf train-tracker --out {path}` or give its run directory")
-    return _load_learned("learned", path, world)
-
-
-def _load_learned(spec: str, path: str, world) -> Tracker:
-    from rlpf.envs.worlds import get_world
-
-    name = get_world(world).name
-    try:
-        from rlpf.policies.learned_tracker import LearnedTracker
-    except ImportError as e:
-        raise TrackerError(f"tracker {spec!r}: the learned tracker is not available "
-                           f"(rlpf.policies.learned_tracker: {e}); use 'pd'") from None
-    try:
-        return LearnedTracker.load(path, world)
-    except (OSError, ValueError, KeyError) as e:
-        raise TrackerError(f"tracker {spec!r}: cannot load a learned tracker for world {name!r}: {e}") from None
-
-
-_BUILTIN_TRACKERS = {"pd": (_pd, "PD + inverse dynamics, no training"),
-                     "learned": (_learned, f"the SB3-trained tracker in {LEARNED_RUN_DIR}")}
+LOAD_RUN = "rlpf.policies.learned_tracker:load_run_tracker"
+"""``fn(spec, run_dir, world)``: the tracker trained in a run directory (``--tracker RUN_DIR``)."""
+# the implementations by import path: they import this module (Tracker, TrackResult, the fell rule)
+_BUILTIN_TRACKERS = {"pd": ("rlpf.policies.pd_tracker:PDTracker", "PD + inverse dynamics, no training"),
+                     "learned": ("rlpf.policies.learned_tracker:default_tracker",
+                                 f"the SB3-trained tracker in {LEARNED_RUN_DIR}")}
 for _name, (_factory, _doc) in _BUILTIN_TRACKERS.items():
     register_tracker(_name, _factory, doc=_doc)
 

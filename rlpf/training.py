@@ -213,7 +213,7 @@ def load_checkpoint(path: str) -> dict:
     """A stage checkpoint, read as tensors and plain data only (``weights_only=True``): model, optimizer
     and scheduler state dicts, the generator's state tensor and the step hold nothing else, and a
     checkpoint in a shared run directory must not run code on resume. Raises CheckpointError."""
-    from rlpf.motion_tokenizer import CheckpointError
+    from rlpf.errors import CheckpointError
     from rlpf.safe_load import UnsafeFileError, load_tensors
 
     try:
