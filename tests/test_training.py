@@ -7,21 +7,7 @@ import torch
 from rlpf.motion_tokenizer import CheckpointError
 from rlpf.training import StageSpec, load_checkpoint, run_stage
 
-
-def _problem():
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
-    x = torch.randn(64, 4)
-    y = x.sum(1, keepdim=True) ** 2
-
-    def batch_fn(g):
-        idx = torch.randint(64, (8,), generator=g)
-        return x[idx], y[idx]
-
-    def loss_fn(batch):
-        return torch.nn.functional.mse_loss(model(batch[0]), batch[1]), {}
-
-    return model, batch_fn, loss_fn
+from test_resume import _problem  # the one toy regression of the stage tests
 
 
 def _spec(**kw):
