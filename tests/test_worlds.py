@@ -267,16 +267,7 @@ def test_registered_world_with_a_data_source_generates_in_two_workers(worlds):
 # ---------------------------------------------------------------- entry points (a real installed distribution)
 
 
-def _fake_distribution(root, dist, entry_points: str, modules: dict[str, str]):
-    """A real installed-distribution layout (``dist-0.1.dist-info``) that importlib.metadata finds on sys.path."""
-    import textwrap
-
-    info = root / f"{dist}-0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(entry_points)
-    for mod, src in modules.items():
-        (root / f"{mod}.py").write_text(textwrap.dedent(src))
+from test_registry import _fake_distribution  # noqa: E402 - one fake installed distribution for both registries
 
 
 @pytest.fixture
