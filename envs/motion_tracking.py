@@ -16,7 +16,7 @@ steps per frame, as the matching gymnasium env); clips at another frame rate are
 start frame uniformly (``options={"clip": i, "frame": t}`` picks them) and puts the body in the
 reference state there: qpos of the frame, qvel from central differences of the clip. Each step
 advances one frame. The episode *terminates* when the body falls (``fell``: the trackers' one rule,
-``rlpf.tracking.fell_frames`` - root more than ``rlpf.tracking.fall_drop_m(world)`` below the
+``rlpf.judge.tracking.fell_frames`` - root more than ``rlpf.judge.tracking.fall_drop_m(world)`` below the
 reference's root, or flipped while the reference is upright), the simulation diverges, or the mean
 body-position error exceeds ``termination_distance``; it is *truncated* at the clip's last frame.
 
@@ -52,7 +52,7 @@ root is tracked, since drifting off the reference is what fails a track):
 
 Each term is ``weight * exp(-scale * error)``; ``info`` holds every weighted term and the reward is
 exactly their sum. ``info["body_error_m"]`` is the tracking metric (mean over the robot's bodies of
-|xpos_sim - xpos_ref|), as in ``rlpf.tracking.TrackResult``.
+|xpos_sim - xpos_ref|), as in ``rlpf.judge.tracking.TrackResult``.
 
 Measured on the ant (2-core box): ~2.9k steps/s for one env on a quiet core (the five RK4 ``mj_step``
 calls are ~55 % of it). With zero action (targets = the next reference frame) the PD loop alone
@@ -70,9 +70,9 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from rlpf.clips import Clip, ClipError, clip_files, load_clips, quaternion_addresses, validate
+from rlpf.core.clips import Clip, ClipError, clip_files, load_clips, quaternion_addresses, validate
 from rlpf.envs.worlds import CompiledWorld, compile_world
-from rlpf.tracking import fall_drop_m, fell_frames
+from rlpf.judge.tracking import fall_drop_m, fell_frames
 
 
 @dataclass
@@ -101,7 +101,7 @@ class TrackingReward:
     """Scale of the key-body error (sum over key bodies of squared root-relative position error, m^2)."""
 
     def __post_init__(self):
-        from rlpf.config import check, finite
+        from rlpf.core.config import check, finite
 
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
@@ -372,7 +372,7 @@ class MotionTrackingEnv(gym.Env):
         return float(np.linalg.norm(diff, axis=1).mean())
 
     def fell(self, t: int | None = None) -> bool:
-        """Whether the body has fallen against reference frame ``t`` (default: now): ``rlpf.tracking.fell_frames``."""
+        """Whether the body has fallen against reference frame ``t`` (default: now): ``rlpf.judge.tracking.fell_frames``."""
         t = self.frame if t is None else t
         return bool(fell_frames(self.data.qpos[:7], self._ref.qpos[t, :7], self.fall_drop_m))
 

@@ -16,12 +16,12 @@ registry: what goes to them is ``portable_world(world)``, the World itself unles
 
 References from a declaration to code that needs heavier imports (the data source, the scripted
 controller, the reset) are ``"module:attribute"`` strings resolved only when used, so this module
-imports neither ``rlpf.motion_data`` nor ``rlpf.policies``.
+imports neither ``rlpf.data.motion_data`` nor ``rlpf.policies``.
 """
 from __future__ import annotations
 
-from rlpf.entry_points import load_entry_point
-from rlpf.errors import RLPFError
+from rlpf.core.entry_points import load_entry_point
+from rlpf.core.errors import RLPFError
 
 import dataclasses
 import functools
@@ -67,7 +67,7 @@ class World:
     gym_id: str | None = None
     """The gymnasium env whose model this is, if any."""
     success_threshold_m: float | None = None
-    """Largest mean body-position error (m) at any frame of a successful track (``rlpf.tracking``).
+    """Largest mean body-position error (m) at any frame of a successful track (``rlpf.judge.tracking``).
     None: ``DEFAULT_THRESHOLD_M`` (the PHC/UHC 0.5 m, meant for a humanoid-sized body)."""
     fall_drop_m: float | None = None
     """m the floating root may sink below the reference's before the body has fallen. None:
@@ -77,12 +77,12 @@ class World:
     joint's effective inertia. None: ``DEFAULT_PD_GAINS``."""
     reset: Any = None
     """``fn(model, data, rng)`` (or its ``"module:name"``) placing the scene after the qpos0 + noise
-    reset of ``rlpf.simulate`` (the gymnasium env's own reset, e.g. Pusher-v5's object placement)."""
+    reset of ``rlpf.data.simulate`` (the gymnasium env's own reset, e.g. Pusher-v5's object placement)."""
     controller: Any = None
     """The scripted controller class ``rlpf simulate`` runs by default (or its ``"module:name"``);
     None: ``rlpf.policies.scripted.SmoothRandom``."""
     data: Any = None
-    """The world's labelled motion data, an ``rlpf.motion_data.DataSource`` (or its ``"module:name"``):
+    """The world's labelled motion data, an ``rlpf.data.motion_data.DataSource`` (or its ``"module:name"``):
     prompts, labeller, data controllers, artifact kinds. None: ``rlpf data`` and command accuracy do
     not apply to the world."""
 
@@ -116,7 +116,7 @@ BUILTIN_WORLDS: dict[str, World] = {
         fall_drop_m=0.2,
         pd_gains=(900.0, 60.0),      # 30 rad/s, critically damped; kd * 0.01 s = 0.6
         controller="rlpf.policies.scripted:AntGait",
-        data="rlpf.motion_data:ANT_DATA",
+        data="rlpf.data.motion_data:ANT_DATA",
     ),
     "humanoid": World(
         name="humanoid",
@@ -140,9 +140,9 @@ BUILTIN_WORLDS: dict[str, World] = {
         gym_id="Pusher-v5",
         success_threshold_m=0.3,
         pd_gains=(900.0, 60.0),      # arm error ~2 mm at any gain from 400 up
-        reset="rlpf.simulate:pusher_reset",
+        reset="rlpf.data.simulate:pusher_reset",
         controller="rlpf.policies.scripted:PusherScript",
-        data="rlpf.motion_data:PUSHER_DATA",
+        data="rlpf.data.motion_data:PUSHER_DATA",
     ),
 }
 """The worlds rlpf ships (gymnasium's v5 models); ``get_world`` also finds registered ones."""

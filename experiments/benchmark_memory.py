@@ -38,9 +38,9 @@ def main() -> None:
     ap.add_argument("--frames", type=int, nargs="+", default=[500, 2000, 5000, 10000])
     args = ap.parse_args()
 
-    from rlpf.clips import MAX_FRAMES
+    from rlpf.core.clips import MAX_FRAMES
     from rlpf.policies.scripted import AntGait
-    from rlpf.simulate import simulate
+    from rlpf.data.simulate import simulate
 
     tmp = tempfile.mkdtemp(prefix="rlpf-mem-")
     base = simulate("ant", AntGait(), 400, seed=0).qpos

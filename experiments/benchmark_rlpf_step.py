@@ -17,9 +17,9 @@ import torch
 
 
 def main():
-    from rlpf.experiment import step_time_breakdown
-    from rlpf.grpo import GRPOSettings, finetune, log_history
-    from rlpf.physical_feedback import PhysicalFeedback
+    from rlpf.finetune.pipeline import step_time_breakdown
+    from rlpf.finetune.grpo import GRPOSettings, finetune, log_history
+    from rlpf.finetune.feedback import PhysicalFeedback
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="runs/ant", help="base world model (pretraining run directory)")

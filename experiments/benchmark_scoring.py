@@ -18,7 +18,7 @@ from rlpf.envs.worlds import compile_world  # noqa: E402
 from rlpf.policies.scripted import SmoothRandom  # noqa: E402
 from rlpf.rewards import evaluate_rewards, physics_terms  # noqa: E402
 from rlpf.rewards.analysis import analyze, contact_solution  # noqa: E402
-from rlpf.simulate import simulate  # noqa: E402
+from rlpf.data.simulate import simulate  # noqa: E402
 
 
 def mj_step_rate(cw, seconds=2.0):

@@ -1,5 +1,5 @@
 """The LM stage of `rlpf pretrain` alone and beside one busy process, with torch's default thread
-settings and with rlpf's (rlpf/threads.py), in one run.
+settings and with rlpf's (rlpf/core/threads.py), in one run.
 
     flock /tmp/rlpf-cpu.lock .venv/bin/python experiments/benchmark_threads.py [--steps 40]
 
@@ -10,13 +10,13 @@ OMP_NUM_THREADS, MKL_NUM_THREADS, OMP_WAIT_POLICY, KMP_BLOCKTIME and RLPF_THREAD
 environment. Settings:
 
 * old: torch's defaults - one thread per core, libgomp's default spin-then-sleep waiting;
-* new: rlpf's - ``rlpf.threads.configure_threads(0)`` chooses the count from the free cores, as
+* new: rlpf's - ``rlpf.core.threads.configure_threads(0)`` chooses the count from the free cores, as
   `rlpf pretrain` does, and ``run_stage`` adapts it between steps (``adapt_threads``);
-* passive: new plus ``OMP_WAIT_POLICY=PASSIVE`` (the alternative rlpf/threads.py weighs).
+* passive: new plus ``OMP_WAIT_POLICY=PASSIVE`` (the alternative rlpf/core/threads.py weighs).
 
 "Busy" is ``python -c 'while True: pass'``, started 1 s before the thread count is chosen (before)
 or 1 s after it (after: the count was chosen on an idle machine, the competitor arrives mid-run).
-The timed work is ``rlpf.pretrain.lm_stage`` itself - the default ant LM (experiments/configs/
+The timed work is ``rlpf.worldmodel.pretrain.lm_stage`` itself - the default ant LM (experiments/configs/
 ant.yaml: 4 layers, hidden 128, batch 64) on 70 simulated ant clips with a normalizer-only tokenizer
 (the LM's cost does not depend on what the codes mean). steps/s is (S2 - S1) / (t(S2) - t(S1)) over
 two runs of the stage with S1 = 5 and S2 = 5 + --steps steps, so the fixed costs (model creation,
@@ -58,16 +58,16 @@ def child(settings: str, busy: str, data: str, steps: int) -> dict:
         if settings == "old":
             threads = torch.get_num_threads()
         else:
-            from rlpf.threads import configure_threads
+            from rlpf.core.threads import configure_threads
 
             threads = configure_threads(0)
         if busy == "after":
             competitor = subprocess.Popen(BUSY)
             time.sleep(1.0)
-        from rlpf import training
-        from rlpf.clips import load_clips
-        from rlpf.motion_tokenizer import MotionTokenizer
-        from rlpf.pretrain import PretrainConfig, lm_stage, split
+        from rlpf.worldmodel import training
+        from rlpf.core.clips import load_clips
+        from rlpf.worldmodel.tokenizer import MotionTokenizer
+        from rlpf.worldmodel.pretrain import PretrainConfig, lm_stage, split
 
         counts: list[int] = []  # torch's thread count at each step (what adapt_threads left it at)
         adapt = training.adapt_threads
@@ -101,9 +101,9 @@ def child(settings: str, busy: str, data: str, steps: int) -> dict:
 
 def make_data(data: str) -> None:
     """Simulated ant clips and a tokenizer with a fitted normalizer (1 training step), saved once."""
-    from rlpf.clips import save_clips
-    from rlpf.motion_data import make_dataset
-    from rlpf.motion_tokenizer import MotionTokenizer, TokenizerConfig, train_tokenizer
+    from rlpf.core.clips import save_clips
+    from rlpf.data.motion_data import make_dataset
+    from rlpf.worldmodel.tokenizer import MotionTokenizer, TokenizerConfig, train_tokenizer
 
     clips = make_dataset("ant", 70, seed=0, frames=64, workers=1)
     save_clips(os.path.join(data, "clips.npz"), clips, world="ant")

@@ -22,14 +22,14 @@ import numpy as np  # noqa: E402
 from rlpf.envs.worlds import compile_world  # noqa: E402
 from rlpf.policies.pd_tracker import PDTracker  # noqa: E402
 from rlpf.policies.scripted import SmoothRandom  # noqa: E402
-from rlpf.simulate import simulate  # noqa: E402
+from rlpf.data.simulate import simulate  # noqa: E402
 
 from benchmark_scoring import mj_step_rate  # noqa: E402  (this folder is on sys.path when run as a script)
 
 
 def clips_for(world, n, frames, seed=2000):
     if world in ("ant", "pusher"):
-        from rlpf.motion_data import make_dataset
+        from rlpf.data.motion_data import make_dataset
 
         return make_dataset(world, n, seed=seed, frames=frames, workers=1)
     return [simulate(world, SmoothRandom(0.5), frames, seed=seed + i) for i in range(n)]

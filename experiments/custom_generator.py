@@ -5,7 +5,7 @@ Nothing here is rlpf's world model. The generator is a randomly initialised
 here, no hub download) holds the ant's prompt words and one token per pose of a fixed pose library;
 its codec (``PoseCodec``, a ``rlpf.MotionCodec``) turns a completion - one pose token per
 ``frames_per_token`` frames - into an ant clip by interpolating between the poses. The poses are
-frames of simulated ant clips (``rlpf.simulate.simulate("ant", AntGait())``), moved to the origin,
+frames of simulated ant clips (``rlpf.data.simulate.simulate("ant", AntGait())``), moved to the origin,
 so a clip is the ant changing posture in place.
 
 ``rlpf.RLPFTrainer`` fine-tunes it with TRL's GRPO on ``rlpf.PhysicalFeedback`` (PD tracker success,
@@ -37,7 +37,7 @@ SPECIALS = ("<pad>", "<unk>", "<bos>", "<eos>")
 def pose_library(n_poses: int, seed: int = 0, clips: int = 4, frames: int = 64) -> tuple[np.ndarray, float]:
     """``n_poses`` ant poses (qpos rows) from simulated clips, root moved to x = y = 0; and the fps."""
     from rlpf.policies.scripted import AntGait
-    from rlpf.simulate import simulate
+    from rlpf.data.simulate import simulate
 
     sims = [simulate("ant", AntGait(), n_frames=frames, seed=seed + i) for i in range(clips)]
     qpos = np.concatenate([c.qpos for c in sims])
@@ -92,7 +92,7 @@ def build(n_poses: int = 32, n_tokens: int = 8, frames_per_token: int = 4, seed:
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from rlpf.motion_data import PROMPTS
+    from rlpf.data.motion_data import PROMPTS
 
     prompts = list(PROMPTS["ant"])
     poses, fps = pose_library(n_poses, seed)
@@ -128,7 +128,7 @@ def main(argv=None) -> dict:
 
     from trl import GRPOConfig
 
-    from rlpf.grpo import precision_kwargs
+    from rlpf.finetune.grpo import precision_kwargs
 
     model, codec, prompts = build(args.poses, args.tokens, seed=args.seed)
     initial = {k: v.detach().clone() for k, v in model.state_dict().items()}

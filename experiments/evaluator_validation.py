@@ -14,9 +14,9 @@ import time
 import numpy as np
 import torch
 
-from rlpf import motion_evaluator as me
+from rlpf.worldmodel import evaluator as me
 from rlpf.policies.scripted import AntGait, SmoothRandom
-from rlpf.simulate import simulate
+from rlpf.data.simulate import simulate
 
 PROMPTS = {
     "walk with small steps": lambda: AntGait(amplitude=(0.1, 0.25), turn=(-0.05, 0.05)),

@@ -4,10 +4,10 @@
 """
 import os
 
-from rlpf import corrupt
-from rlpf.clips import save_clips
+from rlpf.data import corrupt
+from rlpf.core.clips import save_clips
 from rlpf.policies.scripted import AntGait, PusherScript, SmoothRandom
-from rlpf.simulate import simulate
+from rlpf.data.simulate import simulate
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "rlpf", "examples")
 

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 
-from rlpf.rlpf_report import headline_table
+from rlpf.finetune.report import headline_table
 
 RUNS = {
     "SFT-Filter": "runs/sft-filter-ant",

@@ -10,10 +10,10 @@ import argparse
 
 import numpy as np
 
-from rlpf import corrupt
+from rlpf.data import corrupt
 from rlpf.policies.scripted import AntGait, PusherScript, SmoothRandom
-from rlpf.scoring import ScoreConfig, score_clips
-from rlpf.simulate import simulate
+from rlpf.judge.scoring import ScoreConfig, score_clips
+from rlpf.data.simulate import simulate
 
 GROUPS = [
     ("ant", "smooth random", lambda: SmoothRandom(0.6), 100, ["float", "sink", "levitate", "skate", "teleport", "jitter", "bend_joint"]),

@@ -30,10 +30,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
-from rlpf.clips import Clip  # noqa: E402
-from rlpf.motion_tokenizer import MotionTokenizer, TokenizerConfig, reconstruction_report, train_tokenizer  # noqa: E402
+from rlpf.core.clips import Clip  # noqa: E402
+from rlpf.worldmodel.tokenizer import MotionTokenizer, TokenizerConfig, reconstruction_report, train_tokenizer  # noqa: E402
 from rlpf.policies.scripted import AntGait, SmoothRandom  # noqa: E402
-from rlpf.simulate import simulate  # noqa: E402
+from rlpf.data.simulate import simulate  # noqa: E402
 
 # name: config fields and training settings over the defaults; step counts fit ~90 s on one idle core
 SETTINGS = {

@@ -3,7 +3,7 @@
     python experiments/tracker_eval.py runs/tracker-ant [--n 200] [--bench]
 
 On the run's held-out clips (valid, never trained on) and on copies corrupted by levitation
-(+0.5 m from 30 % of the clip on), skating (0.6 m/s) and teleporting (0.5 m), ``rlpf.corrupt``'s
+(+0.5 m from 30 % of the clip on), skating (0.6 m/s) and teleporting (0.5 m), ``rlpf.data.corrupt``'s
 defaults, it reports success (RLPF's rule:
 no fall, no divergence, mean body error <= the world's threshold at every frame) and body errors for
 
@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from rlpf.clips import load_clips
+from rlpf.core.clips import load_clips
 from rlpf.policies.learned_tracker import LearnedTracker, evaluate_tracker
 
 

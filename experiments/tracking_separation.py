@@ -6,7 +6,7 @@
 For each world, makes N valid clips (seeds not used by the tests): ant from ``make_dataset`` (the
 world model's PD-driven CPG gaits, 64 frames at 20 fps), humanoid from ``simulate(SmoothRandom(0.5),
 200 frames)`` (3 s at 67 fps: it topples from its reset pose within ~1 s, then moves its limbs on
-the floor), pusher from ``make_dataset`` (directed pushes). Each corruption of ``rlpf.corrupt`` at its default amount (float
+the floor), pusher from ``make_dataset`` (directed pushes). Each corruption of ``rlpf.data.corrupt`` at its default amount (float
 +10 cm, sink -8 cm, levitate to +50 cm, skate 0.6 m/s, teleport 0.5 m; pusher: object slid 30 cm
 untouched, a joint 0.5 rad past its limit) is applied to every clip, and each group is tracked.
 
@@ -24,11 +24,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from rlpf import corrupt  # noqa: E402
-from rlpf.motion_data import make_dataset  # noqa: E402
+from rlpf.data import corrupt  # noqa: E402
+from rlpf.data.motion_data import make_dataset  # noqa: E402
 from rlpf.policies.scripted import AntGait, SmoothRandom  # noqa: E402
-from rlpf.simulate import simulate  # noqa: E402
-from rlpf.tracking import load_tracker  # noqa: E402
+from rlpf.data.simulate import simulate  # noqa: E402
+from rlpf.judge.tracking import load_tracker  # noqa: E402
 
 KINDS = {
     "ant": ["float", "sink", "levitate", "skate", "teleport"],

@@ -28,7 +28,7 @@ class PusherGoalExpert:
     env_id = "Pusher-v5"
 
     def reset(self, env, rng: np.random.Generator) -> None:
-        from rlpf.motion_data import DirectedPush
+        from rlpf.data.motion_data import DirectedPush
 
         u = env.unwrapped
         vec = u.get_body_com("goal")[:2] - u.get_body_com("object")[:2]

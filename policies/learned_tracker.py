@@ -2,13 +2,13 @@
 
 The RLPF paper's tracker is a PHC/DeepMimic-style policy trained with RL to follow a library of real
 motions, then frozen: a generated clip it cannot follow is physically implausible. Here the library
-is the world's clean simulated clips (``rlpf.motion_data.make_dataset``, cached under ``runs/data``
+is the world's clean simulated clips (``rlpf.data.motion_data.make_dataset``, cached under ``runs/data``
 like pretraining's) or any directory of clips.
 
     cfg = load_config(TrackerTrainConfig, "experiments/configs/tracker_ant.yaml")
     train_tracker(cfg, "runs/tracker_ant")                  # or: rlpf train-tracker --config ... --out RUN
     tracker = LearnedTracker.load("runs/tracker_ant", world="ant")
-    results = tracker.track(clips)                          # rlpf.tracking.TrackResult per clip
+    results = tracker.track(clips)                          # rlpf.judge.tracking.TrackResult per clip
 
 A run directory holds:
 
@@ -30,11 +30,11 @@ total_timesteps=800000``) a finished run trains on from its last checkpoint to t
 their episodes, so a resumed run is close to, not bit-identical with, an uninterrupted one.
 Ctrl-C saves a checkpoint before it stops.
 
-Nothing in a run directory is unpickled (``rlpf.safe_load``): the VecNormalize statistics are JSON
+Nothing in a run directory is unpickled (``rlpf.core.safe_load``): the VecNormalize statistics are JSON
 written by rlpf, and the SB3 zips are read with every cloudpickled entry rebuilt from its readable
 fields. Runs written by older rlpf hold ``vecnormalize.pkl`` pickles instead; loading one refuses with
 the file's name and the way out: retrain, or convert a trusted run once with
-``python -m rlpf.safe_load --trust-and-convert RUN``.
+``python -m rlpf.core.safe_load --trust-and-convert RUN``.
 
 ``LearnedTracker`` runs the policy as numpy arrays (``PolicyArrays``: the VecNormalize statistics and
 the actor MLP, equal to SB3's deterministic ``predict``), so ``Tracker.track``'s forked workers never
@@ -54,7 +54,7 @@ PPO's update and SB3's per-step overhead dominate, so subprocess environments ha
 (the default is dummy). Same config and seed with dummy environments gave bit-identical policies in
 two runs under different load.
 
-Tracking, 200 held-out library clips and copies corrupted by ``rlpf.corrupt``'s defaults (ant success
+Tracking, 200 held-out library clips and copies corrupted by ``rlpf.data.corrupt``'s defaults (ant success
 threshold 0.3 m; ``experiments/tracker_eval.py RUN`` reproduces it):
 
     tracker                                   valid: success, mean body error   levitate / skate / teleport success
@@ -76,7 +76,7 @@ needs a larger budget: ``total_timesteps=N`` on a finished run trains it further
 """
 from __future__ import annotations
 
-from rlpf.errors import RLPFError
+from rlpf.core.errors import RLPFError
 
 import dataclasses
 import glob
@@ -91,15 +91,15 @@ from functools import partial
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-from rlpf.clips import Clip, clip_files, load_clips, save_clips
-from rlpf.config import ConfigError, load_config
+from rlpf.core.clips import Clip, clip_files, load_clips, save_clips
+from rlpf.core.config import ConfigError, load_config
 from rlpf.envs.motion_tracking import MotionTrackingEnv, REWARD_TERMS, TrackingReward, resample
 from rlpf.envs.worlds import get_world
-from rlpf.run_dir import claim_run_dir, locks_run_dir, read_json, write_json
-from rlpf.safe_load import (StatsFileError, UnsafeFileError, legacy_pickle_error, load_sb3_model, read_vecnormalize,
+from rlpf.core.run_dir import claim_run_dir, locks_run_dir, read_json, write_json
+from rlpf.core.safe_load import (StatsFileError, UnsafeFileError, legacy_pickle_error, load_sb3_model, read_vecnormalize,
                             save_vecnormalize, vecnormalize_from_stats)
-from rlpf.threads import configure_threads
-from rlpf.tracking import LEARNED_RUN_DIR, Tracker, TrackerError, TrackResult, success_threshold
+from rlpf.core.threads import configure_threads
+from rlpf.judge.tracking import LEARNED_RUN_DIR, Tracker, TrackerError, TrackResult, success_threshold
 
 NORM_FILE = "vecnormalize.json"
 LEGACY_NORM_FILE = "vecnormalize.pkl"
@@ -113,7 +113,7 @@ class TrackerTrainConfig:
     """Built-in world to track in (a floating-root world: ant, humanoid)."""
     data: str = ""
     """Directory (or file) of library clips. Empty: runs/data/<world>-<data_n>x<frames>-seed<data_seed>,
-    simulated by rlpf.motion_data.make_dataset the first time (shared with `rlpf pretrain`'s cache)."""
+    simulated by rlpf.data.motion_data.make_dataset the first time (shared with `rlpf pretrain`'s cache)."""
     data_n: int = 2000
     """Clips to simulate when the default data directory is empty."""
     data_seed: int = 0
@@ -175,7 +175,7 @@ class TrackerTrainConfig:
     """DeepMimic reward weights and scales (reward.pose_weight=..., see rlpf.envs.motion_tracking)."""
 
     def __post_init__(self):
-        from rlpf.config import check
+        from rlpf.core.config import check
 
         check(self, self.vec_env in ("subproc", "dummy"), "vec_env", self.vec_env, "'subproc' or 'dummy'")
         check(self, 0 < self.val_fraction < 1, "val_fraction", self.val_fraction, "in (0, 1)")
@@ -241,7 +241,7 @@ def train_tracker(cfg: TrackerTrainConfig, run_dir: str, progress: bool = True) 
     from stable_baselines3.common.callbacks import CallbackList
     from stable_baselines3.common.vec_env import VecNormalize
 
-    from rlpf.pretrain import split
+    from rlpf.worldmodel.pretrain import split
 
     configure_threads(cfg.threads)
     t0 = time.perf_counter()
@@ -310,7 +310,7 @@ def train_tracker(cfg: TrackerTrainConfig, run_dir: str, progress: bool = True) 
 
 def load_library(cfg: TrackerTrainConfig, progress: bool = False) -> list[Clip]:
     """The library clips: from cfg.data, or the simulated cache at cfg.data_dir (filled when empty)."""
-    from rlpf.motion_data import make_dataset, save_dataset
+    from rlpf.data.motion_data import make_dataset, save_dataset
 
     directory = cfg.data_dir
     if cfg.data and not os.path.exists(cfg.data):
@@ -465,7 +465,7 @@ def _read_stats(norm_path: str) -> dict:
 
 
 def _load_ppo(model_path: str, env=None):
-    """SB3 PPO from ``model_path`` with no cloudpickle payload decoded (rlpf.safe_load). Raises
+    """SB3 PPO from ``model_path`` with no cloudpickle payload decoded (rlpf.core.safe_load). Raises
     TrackerLoadError naming the file."""
     from stable_baselines3 import PPO
 
@@ -649,8 +649,8 @@ class LearnedTracker(Tracker):
 def evaluate_tracker(tracker: Tracker, clips: list[Clip], workers: int | None = None,
                      corruptions: tuple = ("levitate",)) -> dict:
     """Success rate and body error of ``tracker`` on valid clips and on copies of them corrupted by
-    each of ``corruptions`` (names in ``rlpf.corrupt.CORRUPTIONS``, default amounts)."""
-    from rlpf.corrupt import CORRUPTIONS
+    each of ``corruptions`` (names in ``rlpf.data.corrupt.CORRUPTIONS``, default amounts)."""
+    from rlpf.data.corrupt import CORRUPTIONS
 
     if not clips:
         return {}
@@ -679,8 +679,8 @@ def _log_eval(run_dir: str, report: dict, step: int) -> None:
 
 
 def default_tracker(world) -> "LearnedTracker":
-    """The tracker ``--tracker learned`` means: the one trained in ``rlpf.tracking.LEARNED_RUN_DIR``
-    for this world (registered by that name in ``rlpf.tracking``)."""
+    """The tracker ``--tracker learned`` means: the one trained in ``rlpf.judge.tracking.LEARNED_RUN_DIR``
+    for this world (registered by that name in ``rlpf.judge.tracking``)."""
     name = get_world(world).name
     path = LEARNED_RUN_DIR.format(world=name)
     if not os.path.isdir(path):

@@ -32,7 +32,7 @@ Outcomes (``TrackResult``):
 * ``body_error_m[t]``: mean over the robot's bodies (the floating root's subtree; for a fixed-base
   arm the bodies its actuated joints move) of |xpos_sim - xpos_ref| at frame t, reference taken as
   given (unsmoothed);
-* ``fell``: ``rlpf.tracking.fell_frames`` at some frame - the one rule all trackers share: the root
+* ``fell``: ``rlpf.judge.tracking.fell_frames`` at some frame - the one rule all trackers share: the root
   sank more than ``fall_drop_m`` below the reference's root (the world's declared ``fall_drop_m``:
   ant 0.2 m, humanoid 0.35 m, about a quarter of the standing root height) or flipped over while the
   reference is upright; fixed-base robots never fall. The reference may fall itself - that is
@@ -51,10 +51,10 @@ import time
 import mujoco
 import numpy as np
 
-from rlpf.clips import Clip
+from rlpf.core.clips import Clip
 from rlpf.envs.worlds import CompiledWorld, World, _is_descendant, compile_world, get_world, portable_world
 from rlpf.rewards.analysis import _inverse_model, smoothed_kinematics
-from rlpf.tracking import Tracker, TrackResult, fall_drop_m as world_fall_drop_m, fell_frames, success_threshold
+from rlpf.judge.tracking import Tracker, TrackResult, fall_drop_m as world_fall_drop_m, fell_frames, success_threshold
 
 DEFAULT_GAINS = {"kp": 900.0, "kd": 60.0}
 """Gains of a world that declares no ``World.pd_gains`` (stable for simulator timesteps up to ~0.03 s);
@@ -78,8 +78,8 @@ class PDTracker(Tracker):
     """Track clips of one world with PD + inverse-dynamics feedforward (see the module docstring).
 
     ``world``: a world name, an MJCF path or a ``World``; ``kp``/``kd`` default to the world's declared
-    ``pd_gains`` (``world_gains``); ``fall_drop_m`` to ``rlpf.tracking.fall_drop_m(world)``; ``threshold_m``
-    (largest mean body error at any frame) to ``rlpf.tracking.success_threshold(world)``.
+    ``pd_gains`` (``world_gains``); ``fall_drop_m`` to ``rlpf.judge.tracking.fall_drop_m(world)``; ``threshold_m``
+    (largest mean body error at any frame) to ``rlpf.judge.tracking.success_threshold(world)``.
     """
 
     name = "pd"

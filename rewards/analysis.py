@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from rlpf.clips import Clip, quaternion_addresses
+from rlpf.core.clips import Clip, quaternion_addresses
 from rlpf.envs.worlds import CompiledWorld, model_path
 from rlpf.rewards.contact_forces import batched_nnls, friction_pyramid
 

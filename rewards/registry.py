@@ -13,8 +13,8 @@ A plugin is found, in order, by:
 """
 from __future__ import annotations
 
-from rlpf.entry_points import load_entry_point
-from rlpf.errors import RLPFError
+from rlpf.core.entry_points import load_entry_point
+from rlpf.core.errors import RLPFError
 
 import importlib
 import importlib.metadata

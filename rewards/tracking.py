@@ -1,9 +1,9 @@
 """Tracking reward terms: can a controller in MuJoCo perform the clip? (RLPF's physical feedback)
 
-Every term reads one tracking pass per clip and tracker (``rlpf.tracking.track_clips`` caches it in
+Every term reads one tracking pass per clip and tracker (``rlpf.judge.tracking.track_clips`` caches it in
 ``clip.cache``), so asking for all three simulates each clip once. Context keywords:
 
-* ``tracker``: a ``rlpf.tracking.Tracker``, or a name for ``load_tracker`` (``"pd"``, ``"learned"``,
+* ``tracker``: a ``rlpf.judge.tracking.Tracker``, or a name for ``load_tracker`` (``"pd"``, ``"learned"``,
   a run directory); default: a ``PDTracker`` for the world (one per world and process);
 * ``tracker_workers``: processes for the tracking pass (default: up to 2).
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from rlpf.rewards.registry import register
-from rlpf.tracking import Tracker, TrackResult, load_tracker, track_clips
+from rlpf.judge.tracking import Tracker, TrackResult, load_tracker, track_clips
 
 OBJECT_DIVERGENCE_M = 0.05
 """m: an object the tracked arm leaves this far from where the clip puts it (one Pusher-v5 object

@@ -17,25 +17,25 @@ __version__ = "0.1.0"
 
 _API = {
     # clips and scoring
-    "Clip": "rlpf.clips",
-    "load_clips": "rlpf.clips",
-    "save_clips": "rlpf.clips",
-    "score": "rlpf.scoring",
-    "ScoreReport": "rlpf.scoring",
-    "ClipScore": "rlpf.scoring",
-    "ScoreConfig": "rlpf.scoring",
-    "RLPFError": "rlpf.errors",
+    "Clip": "rlpf.core.clips",
+    "load_clips": "rlpf.core.clips",
+    "save_clips": "rlpf.core.clips",
+    "score": "rlpf.judge.scoring",
+    "ScoreReport": "rlpf.judge.scoring",
+    "ClipScore": "rlpf.judge.scoring",
+    "ScoreConfig": "rlpf.judge.scoring",
+    "RLPFError": "rlpf.core.errors",
     # extension points
     "World": "rlpf.envs.worlds",
     "register_world": "rlpf.envs.worlds",
     "get_world": "rlpf.envs.worlds",
-    "register_tracker": "rlpf.tracking",
-    "DataSource": "rlpf.motion_data",
+    "register_tracker": "rlpf.judge.tracking",
+    "DataSource": "rlpf.data.motion_data",
     # training any generator on physical feedback
-    "PhysicalFeedback": "rlpf.physical_feedback",
-    "RLPFTrainer": "rlpf.grpo",
-    "MotionCodec": "rlpf.codec",
-    "WorldModelCodec": "rlpf.codec",
+    "PhysicalFeedback": "rlpf.finetune.feedback",
+    "RLPFTrainer": "rlpf.finetune.grpo",
+    "MotionCodec": "rlpf.worldmodel.codec",
+    "WorldModelCodec": "rlpf.worldmodel.codec",
 }
 
 

@@ -29,7 +29,7 @@ def no_rendering():
 def valid_clips():
     """Physically valid clips simulated in each world (short, made once per test session)."""
     from rlpf.policies.scripted import PusherScript, SmoothRandom
-    from rlpf.simulate import simulate
+    from rlpf.data.simulate import simulate
 
     return {
         "ant": [simulate("ant", SmoothRandom(0.6), 80, seed=s) for s in (3, 4)],
@@ -41,3 +41,15 @@ def valid_clips():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+# The tests mirror the package (tests/core, tests/worldmodel, ...), and a few share helpers across
+# folders by module name (`from test_pretrain import TINY`, `from payloads import torch_file`): every
+# folder is importable, as pytest's default rootdir-relative mode makes the folder of each test it
+# collects, so such an import does not depend on which files were collected first.
+import sys  # noqa: E402
+
+_TESTS = os.path.dirname(os.path.abspath(__file__))
+for _d in sorted(os.listdir(_TESTS)):
+    if os.path.isdir(os.path.join(_TESTS, _d)) and not _d.startswith(("_", ".")) and os.path.join(_TESTS, _d) not in sys.path:
+        sys.path.insert(0, os.path.join(_TESTS, _d))

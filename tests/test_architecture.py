@@ -15,14 +15,15 @@ import pytest
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 PACKAGES = {"rlpf": "rlpf", "envs": "rlpf.envs", "rewards": "rlpf.rewards", "policies": "rlpf.policies"}
 
-CORE = {"rlpf.clips", "rlpf.config", "rlpf.errors", "rlpf.outputs", "rlpf.run_dir", "rlpf.pool", "rlpf.threads",
-        "rlpf.safe_load", "rlpf.entry_points"}
+CORE = "rlpf.core"
 """The base every other part builds on: it imports nothing of rlpf above it (but the world
 declarations, rlpf.envs.worlds, which clips are validated against)."""
-WORLD_MODEL = {"rlpf.motion_features", "rlpf.motion_tokenizer", "rlpf.world_model", "rlpf.training",
-               "rlpf.motion_evaluator", "rlpf.codec"}
-FINETUNE = {"rlpf.grpo", "rlpf.score_ahead", "rlpf.physical_feedback", "rlpf.sft_filter", "rlpf.experiment",
-            "rlpf.rlpf_report"}
+WORLD_MODEL = "rlpf.worldmodel"
+FINETUNE = "rlpf.finetune"
+
+
+def _in(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
 
 
 def module_name(path: str) -> str:
@@ -53,7 +54,7 @@ def imports_of(path: str, name: str, known: set[str]) -> set[str]:
 
     def add(target: str) -> None:
         while target and target not in known and "." in target:
-            target = target.rsplit(".", 1)[0]  # `from rlpf.clips import Clip`: the module, not the name
+            target = target.rsplit(".", 1)[0]  # `from rlpf.core.clips import Clip`: the module, not the name
         if target in known:
             found.add(target)
         elif target:
@@ -115,8 +116,8 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_the_graph_sees_every_part(graph):
-    assert {"rlpf.clips", "rlpf.envs.worlds", "rlpf.rewards.registry", "rlpf.policies.pd_tracker"} <= set(graph)
-    assert "rlpf.clips" in graph["rlpf.scoring"] and "ext:trl" in graph["rlpf.grpo"]
+    assert {"rlpf.core.clips", "rlpf.envs.worlds", "rlpf.rewards.registry", "rlpf.policies.pd_tracker"} <= set(graph)
+    assert "rlpf.core.clips" in graph["rlpf.judge.scoring"] and "ext:trl" in graph["rlpf.finetune.grpo"]
 
 
 def test_no_import_cycles(graph):
@@ -124,22 +125,35 @@ def test_no_import_cycles(graph):
 
 
 def test_core_imports_nothing_above_it(graph):
-    allowed = CORE | {"rlpf", "rlpf.envs", "rlpf.envs.worlds"}
-    bad = {m: sorted(i for i in graph[m] if not i.startswith("ext:") and i not in allowed) for m in CORE if m in graph}
+    allowed = {"rlpf", "rlpf.envs", "rlpf.envs.worlds"}
+    bad = {m: sorted(i for i in graph[m] if not i.startswith("ext:") and not _in(i, CORE) and i not in allowed)
+           for m in graph if _in(m, CORE)}
     assert {m: v for m, v in bad.items() if v} == {}
 
 
 def test_the_world_model_never_imports_rewards_or_policies(graph):
-    bad = {m: sorted(i for i in graph[m] if i.startswith(("rlpf.rewards", "rlpf.policies")))
-           for m in WORLD_MODEL if m in graph}
+    bad = {m: sorted(i for i in graph[m] if _in(i, "rlpf.rewards") or _in(i, "rlpf.policies"))
+           for m in graph if _in(m, WORLD_MODEL)}
     assert {m: v for m, v in bad.items() if v} == {}
 
 
 def test_rewards_and_policies_never_import_fine_tuning_or_trl(graph):
-    bad = {m: sorted(i for i in graph[m] if i in FINETUNE or i == "ext:trl")
+    bad = {m: sorted(i for i in graph[m] if _in(i, FINETUNE) or i == "ext:trl")
            for m in graph if m.startswith(("rlpf.rewards", "rlpf.policies"))}
     assert {m: v for m, v in bad.items() if v} == {}
 
 
 def test_nothing_imports_experiments(graph):
     assert {m: "experiments" for m, deps in graph.items() if "ext:experiments" in deps} == {}
+
+
+def test_the_folders_are_the_parts(graph):
+    """rlpf/ holds subpackages only (one concept each), no loose modules beside them."""
+    loose = sorted(m for m in graph if m.count(".") == 1 and m.startswith("rlpf.") and not any(
+        _in(o, m) and o != m for o in graph))
+    assert loose == []
+
+
+def test_only_the_command_line_imports_the_command_line(graph):
+    bad = {m: sorted(i for i in graph[m] if _in(i, "rlpf.cli")) for m in graph if not _in(m, "rlpf.cli")}
+    assert {m: v for m, v in bad.items() if v} == {}

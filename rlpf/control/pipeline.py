@@ -1,0 +1,311 @@
+"""`rlpf control`: does a world model make a better robot controller? One table on gymnasium tasks.
+
+    rlpf control --config experiments/configs/control_pusher.yaml --out runs/control
+
+For every task in ``envs`` (Pusher-v5, Reacher-v5) it fills rows ``{method, env, success_rate,
+return_mean, env_steps, ...}``:
+
+| method | what | env_steps (training interactions) |
+|---|---|---|
+| ``expert`` | the scripted expert (``rlpf.policies.gym_experts``) | 0 |
+| ``mlp-bc`` | an MLP on the raw observation, behaviour-cloned on the expert's demonstrations | demo steps |
+| ``<algo>-scratch`` | SB3 PPO (or SAC) from scratch, ``sb3_steps[env]`` env steps | that budget |
+| ``head-<backbone>`` | the control head on each world model in ``backbones`` (``rlpf.control.head``), same demos | demo steps |
+
+``backbones`` maps a name to a world model: ``{path, train, config, overrides}``. A missing ``path``
+is trained first when ``train`` is ``pretrain`` (``rlpf pretrain``) or ``rlpf`` (``rlpf train``:
+``rlpf.finetune.pipeline.train_rlpf``, the RLPF loop); when that is impossible (no trainer, its config or
+its code missing) the backbone's rows are skipped with the reason, printed and recorded under
+``skipped`` in report.json.
+
+Everything lands in the run directory and is reused when the same command runs again:
+``config.yaml``, ``demos/<env>.npz``, ``policies/<method>/<env>/`` (``policy.pt`` or SB3
+``model.zip``; TensorBoard logs in ``tb/``), ``rows/<method>__<env>.json``, ``videos/`` and
+``report.json`` (``table``, ``skipped``, ``timings``, the success rules). Evaluation episodes use
+seeds ``eval_seed``.. (disjoint from the demonstration seeds ``demo_seed``..).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rlpf.core.config import ConfigError, check, decode_section, register_decoder
+from rlpf.control.head import BCSpec, ControlHeadConfig
+from rlpf.core.run_dir import locks_run_dir
+from rlpf.core.threads import configure_threads
+
+
+@dataclass
+class Backbone:
+    """A world model for the control head, and how to make it when it is missing."""
+
+    path: str
+    """Its run directory (or model directory)."""
+    train: str = "none"
+    """How a missing path is made: pretrain (`rlpf pretrain`), rlpf (`rlpf train`) or none (skipped)."""
+    config: str = ""
+    """That trainer's config file (empty: its defaults)."""
+    overrides: list[str] = field(default_factory=list)
+    """key=value overrides of that config."""
+
+    def __post_init__(self):
+        check(self, bool(self.path), "path", self.path, "a directory")
+        check(self, self.train in ("pretrain", "rlpf", "none"), "train", self.train, "pretrain, rlpf or none")
+
+
+# a backbone may be given as just its path: `backbones: {base: runs/pusher}`
+register_decoder(Backbone, lambda raw, path: Backbone(path=raw) if isinstance(raw, str)
+                 else decode_section(Backbone, raw, path))
+
+
+def _base_backbone() -> dict[str, Backbone]:
+    return {"base": Backbone("runs/pusher", "pretrain", "experiments/configs/pusher.yaml", ["threads=1"])}
+
+
+@dataclass
+class ControlConfig:
+    """Everything that decides an `rlpf control` comparison."""
+
+    envs: list[str] = field(default_factory=lambda: ["Pusher-v5", "Reacher-v5"])
+    """gymnasium tasks to compare on (see rlpf.control.tasks.TASKS)."""
+    backbones: dict[str, Backbone] = field(default_factory=_base_backbone)  # on one line: draccus reads the docstring below it
+    """World models to put the control head on: name -> {path, train (pretrain | rlpf | none), config, overrides}
+    (or name -> path). A missing path is trained with its trainer, or the backbone is skipped with the reason."""
+    methods: list[str] = field(default_factory=lambda: ["expert", "mlp-bc", "sb3-scratch", "head"])
+    """Rows to run: expert, mlp-bc, sb3-scratch, head (one row per backbone)."""
+    demo_episodes: int = 200
+    """Expert episodes recorded per task for behaviour cloning (seeds demo_seed..)."""
+    demo_seed: int = 0
+    """Seed of the first demonstration episode."""
+    demo_noise: float = 0.1
+    """Gaussian noise added to the executed expert actions, as a fraction of the control half-range (DART)."""
+    head: ControlHeadConfig = field(default_factory=ControlHeadConfig)
+    """Control head architecture (n_queries, history, chunk, head: mlp | flow, finetune_backbone ...)."""
+    head_steps: int = 1500
+    """Behaviour-cloning steps of the control head."""
+    bc_steps: int = 1500
+    """Behaviour-cloning steps of the raw-state MLP."""
+    bc_batch: int = 64
+    """Samples per behaviour-cloning batch (both)."""
+    bc_lr: float = 1e-3
+    """Peak learning rate of behaviour cloning (cosine decay)."""
+    sb3_algo: str = "ppo"
+    """From-scratch RL algorithm: ppo or sac (SB3 defaults, VecNormalize for PPO)."""
+    sb3_steps: dict[str, int] = field(default_factory=lambda: {"Pusher-v5": 200_000, "Reacher-v5": 100_000})
+    """Environment-step budget of the from-scratch RL row, per task."""
+    sb3_envs: int = 4
+    """Parallel (in-process) envs of the from-scratch RL row."""
+    eval_episodes: int = 50
+    """Evaluation episodes per row (seeds eval_seed..)."""
+    eval_seed: int = 1000
+    """Seed of the first evaluation episode (demonstrations use demo_seed.., keep them apart)."""
+    video_episodes: int = 1
+    """Episodes per row rendered to mp4 under RUN/videos (0: none)."""
+    video_size: int = 192
+    """Video frame size in pixels."""
+    seed: int = 0
+    """Seed of network initialisation, batch order and RL."""
+    threads: int = 1
+    """torch threads (0: the usable cores that are free, see rlpf/core/threads.py; $RLPF_THREADS overrides)."""
+
+    def __post_init__(self):
+        from rlpf.control.tasks import get_task
+
+        from rlpf.control.tasks import UnknownEnvError
+
+        for i, env_id in enumerate(self.envs):
+            try:
+                get_task(env_id)
+            except UnknownEnvError as e:
+                raise ConfigError(str(e), f"envs.{i}", ControlConfig) from None
+        methods = ("expert", "mlp-bc", "sb3-scratch", "head")
+        for m in self.methods:
+            check(self, m in methods, "methods", self.methods, f"a list of {', '.join(methods)}")
+        check(self, self.sb3_algo in ("ppo", "sac"), "sb3_algo", self.sb3_algo, "ppo or sac")
+        for name in ("demo_episodes", "head_steps", "bc_steps", "bc_batch", "eval_episodes", "sb3_envs", "video_size"):
+            check(self, getattr(self, name) >= 1, name, getattr(self, name), ">= 1")
+        for name in ("video_episodes", "threads"):
+            check(self, getattr(self, name) >= 0, name, getattr(self, name), ">= 0")
+        check(self, 0 <= self.demo_noise, "demo_noise", self.demo_noise, ">= 0")
+        check(self, self.bc_lr > 0, "bc_lr", self.bc_lr, "> 0")
+        for env_id, steps in self.sb3_steps.items():
+            check(self, steps >= 1, f"sb3_steps.{env_id}", steps, ">= 1")
+        if "sb3-scratch" in self.methods:
+            missing = [e for e in self.envs if e not in self.sb3_steps]
+            check(self, not missing, "sb3_steps", self.sb3_steps, f"a budget for every env (missing {missing})")
+
+
+# ---------------------------------------------------------------------------------------------------
+# backbones
+
+
+def prepare_backbone(name: str, spec: Backbone | dict, progress: bool = True) -> tuple[str | None, str]:
+    """(world model path, note) — trained when missing and possible — or (None, why it is skipped)."""
+    from rlpf.worldmodel.model import META_FILE
+
+    if isinstance(spec, dict):
+        spec = Backbone(**spec)
+    path = spec.path
+    done = os.path.isfile(os.path.join(path, "model", META_FILE)) or os.path.isfile(os.path.join(path, META_FILE))
+    if done:
+        return path, "cached"
+    if spec.train == "none":
+        return None, f"backbone {name}: {path} holds no world model and no trainer is configured (train: none)"
+    from rlpf.core.config import load_config
+
+    if spec.train == "pretrain":
+        from rlpf.worldmodel.pretrain import PretrainConfig, pretrain
+
+        print(f"backbone {name}: {path} missing, pretraining it ({spec.config or 'defaults'})", file=sys.stderr)
+        pretrain(load_config(PretrainConfig, spec.config or None, spec.overrides), path, progress=progress)
+        return path, "pretrained in this run"
+    try:
+        from rlpf.finetune.pipeline import RLPFConfig, train_rlpf
+    except ImportError as e:
+        return None, (f"backbone {name}: {path} does not exist and the RLPF trainer is not available "
+                      f"(rlpf.finetune.pipeline: {e}); run `rlpf train` to make it, then run this command again")
+    if spec.config and not os.path.isfile(spec.config):
+        return None, f"backbone {name}: {path} does not exist and its RLPF config {spec.config} is missing"
+    print(f"backbone {name}: {path} missing, running RLPF into it (rlpf train --config {spec.config})",
+          file=sys.stderr)
+    train_rlpf(load_config(RLPFConfig, spec.config or None, spec.overrides), path, progress=progress)
+    return path, "RLPF-trained in this run"
+
+
+# ---------------------------------------------------------------------------------------------------
+# from-scratch RL
+
+
+def train_sb3(env_id: str, algo: str, steps: int, n_envs: int, seed: int, out_dir: str, progress: bool = True):
+    """SB3 PPO (VecNormalize) or SAC from scratch; ``out_dir/model.zip`` (reused when present)."""
+    from stable_baselines3 import PPO, SAC
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from rlpf.control.evaluate import load_sb3, save_sb3
+
+    if os.path.isfile(os.path.join(out_dir, "model.zip")):
+        return load_sb3(out_dir)
+    venv = make_vec_env(env_id, n_envs=n_envs if algo == "ppo" else 1, seed=seed)
+    vn = None
+    tb = os.path.join(out_dir, "tb")
+    if algo == "ppo":
+        venv = vn = VecNormalize(venv, gamma=0.99)
+        model = PPO("MlpPolicy", venv, seed=seed, device="cpu", tensorboard_log=tb, verbose=0)
+    else:
+        model = SAC("MlpPolicy", venv, seed=seed, device="cpu", tensorboard_log=tb, verbose=0)
+    model.learn(total_timesteps=steps, progress_bar=progress, tb_log_name=algo)
+    save_sb3(model, vn, out_dir, env_id, algo)
+    venv.close()
+    return load_sb3(out_dir)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the comparison
+
+
+@locks_run_dir
+def run_control(cfg: ControlConfig, run_dir: str, progress: bool = True) -> dict:
+    from rlpf.control.demos import load_or_collect
+    from rlpf.control.evaluate import evaluate
+    from rlpf.control.tasks import TASKS, expert_policy
+    from rlpf.control.head import train_control_head, train_mlp_bc
+    from rlpf.core.run_dir import claim_run_dir, read_json, write_json
+
+    configure_threads(cfg.threads)
+    claim_run_dir(cfg, run_dir)
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    rows, skipped = [], []
+    video_dir = os.path.join(run_dir, "videos") if cfg.video_episodes else None
+    spec_bc = BCSpec(steps=cfg.bc_steps, batch=cfg.bc_batch, lr=cfg.bc_lr, seed=cfg.seed)
+    spec_head = dataclasses.replace(spec_bc, steps=cfg.head_steps)
+
+    def timed(key, fn):
+        t0 = time.perf_counter()
+        out = fn()
+        timings[key] = round(timings.get(key, 0.0) + time.perf_counter() - t0, 1)
+        return out
+
+    backbones = {}
+    if "head" in cfg.methods:
+        for name, spec in cfg.backbones.items():
+            path, note = timed(f"backbone/{name}", lambda: prepare_backbone(name, spec, progress))
+            backbones[name] = path
+            if path is None:
+                print(f"skipping head-{name}: {note}", file=sys.stderr)
+                skipped += [{"method": f"head-{name}", "env": e, "reason": note} for e in cfg.envs]
+
+    def row(method, env_id, make_policy, env_steps, notes=""):
+        path = os.path.join(run_dir, "rows", f"{method}__{env_id}.json")
+        cached = read_json(path)
+        if cached:
+            rows.append(cached)
+            return
+        policy = timed(f"train/{method}/{env_id}", make_policy)
+        r = timed(f"eval/{method}/{env_id}", lambda: evaluate(
+            policy, env_id, cfg.eval_episodes, cfg.eval_seed, video_dir, cfg.video_episodes, cfg.video_size,
+            label=method, progress=progress))
+        out = {"method": method, "env": env_id, "success_rate": r["success_rate"], "return_mean": r["return_mean"],
+               "env_steps": int(env_steps), "return_std": r["return_std"],
+               "final_distance_mean": r["final_distance_mean"], "episodes": r["episodes"], "videos": r["videos"],
+               # a video that could not be made (no GL, unwritable videos/): recorded, the row stands
+               "video_errors": r.get("video_errors", []),
+               "train_seconds": timings.get(f"train/{method}/{env_id}", 0.0), "notes": notes}
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_json(path, out)
+        rows.append(out)
+
+    for env_id in cfg.envs:
+        demos = None
+        if {"mlp-bc", "head"} & set(cfg.methods):
+            demos = timed(f"demos/{env_id}", lambda: load_or_collect(
+                os.path.join(run_dir, "demos", f"{env_id}.npz"), env_id, cfg.demo_episodes, cfg.demo_seed,
+                cfg.demo_noise, progress))
+            demo_steps = int(np.prod(demos["obs"].shape[:2]))
+        pol_dir = os.path.join(run_dir, "policies")
+        if "expert" in cfg.methods:
+            row("expert", env_id, lambda: expert_policy(env_id), 0, "scripted (rlpf.policies.gym_experts)")
+        if "mlp-bc" in cfg.methods:
+            row("mlp-bc", env_id, lambda: train_mlp_bc(demos, os.path.join(pol_dir, "mlp-bc", env_id), spec_bc,
+                                                      progress=progress),
+                demo_steps, f"{cfg.demo_episodes} expert episodes, noise {cfg.demo_noise}")
+        if "sb3-scratch" in cfg.methods:
+            budget = int(cfg.sb3_steps[env_id])
+            row(f"{cfg.sb3_algo}-scratch", env_id, lambda: train_sb3(
+                env_id, cfg.sb3_algo, budget, cfg.sb3_envs, cfg.seed,
+                os.path.join(pol_dir, f"{cfg.sb3_algo}-scratch", env_id), progress), budget,
+                f"SB3 {cfg.sb3_algo.upper()} defaults, {budget} env steps")
+        for name, path in backbones.items():
+            if path is None:
+                continue
+            codes = cfg.head.history > 0 and TASKS[env_id].world is not None
+            row(f"head-{name}", env_id, lambda: train_control_head(
+                path, demos, cfg.head, os.path.join(pol_dir, f"head-{name}", env_id), spec_head, progress),
+                demo_steps, f"backbone {path} ({'motion codes + ' if codes else ''}observation tokens)")
+
+    report = {"table": rows, "skipped": skipped,
+              "video_errors": [{"method": r["method"], "env": r["env"], **e} for r in rows for e in r.get("video_errors", [])],
+              "success_rules": {e: TASKS[e].success_rule for e in cfg.envs},
+              "timings": {**timings, "total_s": round(time.perf_counter() - t_start, 1)},
+              "config": dataclasses.asdict(cfg)}
+    write_json(os.path.join(run_dir, "report.json"), report)
+    return report
+
+
+def format_table(report: dict) -> str:
+    lines = [f"{'method':<16} {'env':<11} {'success':>8} {'return':>9} {'final dist':>10} {'env steps':>10}"]
+    for r in report["table"]:
+        lines.append(f"{r['method']:<16} {r['env']:<11} {r['success_rate']:>8.2f} {r['return_mean']:>9.2f} "
+                     f"{r['final_distance_mean']:>9.3f}m {r['env_steps']:>10,}")
+    for s in report["skipped"]:
+        lines.append(f"{s['method']:<16} {s['env']:<11} skipped: {s['reason']}")
+    for v in report.get("video_errors", []):
+        lines.append(f"{v['method']:<16} {v['env']:<11} no video: {v['error']}")
+    rules = "; ".join(f"{e}: {rule}" for e, rule in report["success_rules"].items())
+    return "\n".join(lines) + f"\nsuccess — {rules}"

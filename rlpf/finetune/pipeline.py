@@ -1,0 +1,312 @@
+"""``rlpf train``: one experiment, from nothing to a before/after report, every step cached.
+
+    data -> pretraining (the base world model)   rlpf.worldmodel.pretrain, cached in base_run
+         -> trackers (the learned one trained)    rlpf.policies.learned_tracker, cached in tracker_run
+         -> fine-tuning by `method`               rlpf (rlpf.finetune.grpo, TRL GRPOTrainer) | sft_filter | base
+         -> evaluation of base and fine-tuned     rlpf.finetune.report: report.json, report.md, samples, videos
+
+The run directory holds config.yaml, model/ (the fine-tuned world model), grpo/ (TRL checkpoints),
+tb/ (TensorBoard), samples/*.npz, videos/*.mp4, report.json and report.md. Running the same command
+again resumes where it stopped; a different config for the same directory is refused.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+from rlpf.core.config import check, finite
+from rlpf.core.run_dir import locks_run_dir
+from rlpf.finetune.grpo import GRPOSettings
+from rlpf.finetune.sft_filter import SFTFilterSettings
+from rlpf.core.threads import configure_threads
+
+METHODS = ("rlpf", "sft_filter", "base")
+EVALUATION_FIELDS = ("eval_trackers", "eval_per_prompt", "eval_seed", "videos", "workers")
+"""Fields that only change the evaluation: a finished run given new values is re-evaluated, not retrained."""
+INTRODUCED_FIELDS = {"grpo.overlap_scoring": False}
+"""Fields added after runs were made, with what those runs did (they scored each batch in turn)."""
+
+
+@dataclass
+class RLPFConfig:
+    """One fine-tuning experiment and its evaluation."""
+
+    method: str = "rlpf"
+    """rlpf (GRPO on physical feedback), sft_filter (fine-tune on own samples that track) or base (no
+    fine-tuning: the base model's report)."""
+    world: str = "ant"
+    """World of the base model."""
+    pretrain_config: str = "experiments/configs/ant.yaml"
+    """Pretraining config of the base model (run when base_run holds no finished model)."""
+    base_run: str = "runs/ant"
+    """Pretraining run directory of the base model (data, model/, evaluator/, heldout.npz)."""
+    tracker: str = "pd"
+    """Tracker whose success is rewarded (rlpf) or filtered on (sft_filter): pd, learned (the one in
+    tracker_run, trained there if missing) or a trained tracker's run directory."""
+    eval_trackers: list[str] = field(default_factory=lambda: ["pd", "learned"])
+    """Trackers the report measures success with (pd, learned or run directories); the reward tracker
+    is always measured and comes first."""
+    tracker_config: str = "experiments/configs/tracker_ant.yaml"
+    """Training config of the learned tracker (trained when tracker_run holds none)."""
+    tracker_run: str = "runs/tracker-ant"
+    """Run directory of the learned tracker."""
+    weights: dict[str, float] = field(default_factory=lambda: {"tracking_success": 10.0, "alignment": 2.0})
+    """Reward term -> weight: the RLPF paper's 10 x tracking success + 2 x alignment by default. Any
+    reward plugin may be weighted (physics terms, e.g. skate_mps: -1); every term is logged. The reward
+    is exactly the listed terms: weights={...} replaces the dict, weights.NAME=W sets one entry."""
+    grpo: GRPOSettings = field(default_factory=GRPOSettings)
+    """The GRPO update (method rlpf)."""
+    sft: SFTFilterSettings = field(default_factory=SFTFilterSettings)
+    """The SFT-Filter baseline (method sft_filter)."""
+    eval_per_prompt: int = 32
+    """Clips sampled per prompt for the before/after evaluation."""
+    eval_seed: int = 1234
+    """Sampling seed of the evaluation (the same for base and fine-tuned)."""
+    videos: int = 3
+    """Prompts rendered as generated-vs-tracked mp4s, before and after (0: none)."""
+    workers: int = 2
+    """Processes that score and track clips in parallel."""
+    seed: int = 0
+    """Seed of fine-tuning."""
+    threads: int = 1
+    """torch threads in the main process (1 leaves the other core to the scoring workers)."""
+
+    def __post_init__(self):
+        check(self, self.method in METHODS, "method", self.method, f"one of {', '.join(METHODS)}")
+        if isinstance(self.eval_trackers, str):
+            self.eval_trackers = [self.eval_trackers]
+        for name, specs in (("tracker", [self.tracker]), ("eval_trackers", self.eval_trackers)):
+            for spec in specs:
+                _check_tracker(name, spec, self.world)
+        check(self, bool(self.weights), "weights", self.weights, "a non-empty mapping of reward term -> weight")
+        for name, w in self.weights.items():
+            check(self, finite(w), f"weights.{name}", w, "a finite number")
+        check(self, self.eval_per_prompt >= 1, "eval_per_prompt", self.eval_per_prompt, ">= 1")
+        check(self, self.workers >= 0, "workers", self.workers, ">= 0 (0: in this process)")
+        check(self, self.videos >= 0, "videos", self.videos, ">= 0")
+        check(self, self.threads >= 0, "threads", self.threads, ">= 0")
+
+    def trackers(self) -> list[str]:
+        """Evaluation trackers, the reward tracker first."""
+        return list(dict.fromkeys([self.tracker, *self.eval_trackers]))
+
+    def tracker_spec(self, name: str) -> str:
+        return self.tracker_run if name == "learned" else name
+
+
+def _check_tracker(field_name: str, spec, world: str) -> None:
+    """A registered tracker's name (``pd``, ``learned`` - trained into tracker_run when missing - or one
+    of ``rlpf.register_tracker`` / an ``rlpf.trackers`` entry point) or a trained tracker's run
+    directory, which is loaded here exactly as ``rlpf score --tracker RUN_DIR`` loads it: a directory
+    that holds no tracker, or one for another world, is refused before any work. Raises TrackerError."""
+    from rlpf.judge.tracking import TrackerError, check_tracker_spec, load_tracker
+
+    try:
+        check_tracker_spec(spec)
+    except TrackerError as e:
+        raise TrackerError(f"{field_name}: {e}") from None
+    if not (isinstance(spec, str) and os.path.isdir(spec)):
+        return  # a registered name: its factory runs when the tracker is needed
+    try:
+        load_tracker(spec, world)
+    except TrackerError as e:
+        raise TrackerError(f"{field_name}: {e}") from None
+
+
+def _say(msg: str) -> None:
+    print(f"[rlpf] {msg}", file=sys.stderr, flush=True)
+
+
+def ensure_base(cfg: RLPFConfig, progress: bool) -> str:
+    """The base model's pretraining run (pretrained now if unfinished); returns its directory."""
+    from rlpf.core.config import load_config
+    from rlpf.worldmodel.pretrain import PretrainConfig, pretrain
+
+    if os.path.isfile(os.path.join(cfg.base_run, "model", "world_model.json")) and \
+            os.path.isdir(os.path.join(cfg.base_run, "evaluator")):
+        return cfg.base_run
+    _say(f"pretraining the base model into {cfg.base_run} ({cfg.pretrain_config})")
+    pcfg = load_config(PretrainConfig, cfg.pretrain_config)
+    if pcfg.world != cfg.world:
+        raise ValueError(f"pretrain_config {cfg.pretrain_config} is for world {pcfg.world!r}, this experiment for {cfg.world!r}")
+    pretrain(pcfg, cfg.base_run, progress=progress)
+    return cfg.base_run
+
+
+def ensure_trackers(cfg: RLPFConfig, progress: bool) -> dict:
+    """{name: Tracker} for every tracker the experiment uses (training the learned one if needed)."""
+    from rlpf.judge.tracking import load_tracker
+
+    if "learned" in cfg.trackers():
+        from rlpf.core.config import load_config
+        from rlpf.policies.learned_tracker import TrackerTrainConfig, train_tracker
+
+        tcfg = load_config(TrackerTrainConfig, cfg.tracker_config)
+        if tcfg.world != cfg.world:
+            raise ValueError(f"tracker_config {cfg.tracker_config} is for world {tcfg.world!r}, not {cfg.world!r}")
+        if not os.path.isfile(os.path.join(cfg.tracker_run, "tracker_summary.json")):
+            _say(f"training the learned tracker into {cfg.tracker_run} ({cfg.tracker_config})")
+        train_tracker(tcfg, cfg.tracker_run, progress=progress)
+    return {name: load_tracker(cfg.tracker_spec(name), cfg.world) for name in cfg.trackers()}
+
+
+def check_worlds(cfg: RLPFConfig) -> None:
+    """Before any work: the base model, the pretraining and tracker configs and the trained tracker
+    all belong to ``cfg.world``. A mismatch would otherwise train on clips decoded into the wrong
+    body (every sample excluded, exit 0) - refused here with ConfigError naming the part."""
+    import yaml
+
+    from rlpf.core.config import ConfigError, load_config
+    from rlpf.envs.worlds import get_world
+    from rlpf.worldmodel.pretrain import PretrainConfig
+
+    get_world(cfg.world)  # a known world, or UnknownWorldError listing them
+
+    def refuse(what: str, world) -> None:
+        raise ConfigError(f"{what} is for world {world!r}, but this experiment is for world {cfg.world!r} "
+                          f"(world={cfg.world}); use a {cfg.world} one or set world=")
+
+    def saved_world(path: str, key: str = "world"):
+        try:
+            with open(path) as f:
+                data = yaml.safe_load(f)  # JSON is YAML
+        except (OSError, yaml.YAMLError):
+            return None
+        return data.get(key) if isinstance(data, dict) else None
+
+    meta = os.path.join(cfg.base_run, "model", "world_model.json")
+    for path in (meta, os.path.join(cfg.base_run, "config.yaml")):
+        world = saved_world(path)
+        if world is not None and world != cfg.world:
+            refuse(f"base_run {cfg.base_run} ({path})", world)
+    pcfg = load_config(PretrainConfig, cfg.pretrain_config)
+    if pcfg.world != cfg.world:
+        refuse(f"pretrain_config {cfg.pretrain_config}", pcfg.world)
+    if "learned" in cfg.trackers():
+        from rlpf.policies.learned_tracker import TrackerTrainConfig
+
+        tcfg = load_config(TrackerTrainConfig, cfg.tracker_config)
+        if tcfg.world != cfg.world:
+            refuse(f"tracker_config {cfg.tracker_config}", tcfg.world)
+        world = saved_world(os.path.join(cfg.tracker_run, "config.yaml"))
+        if world is not None and world != cfg.world:
+            refuse(f"tracker_run {cfg.tracker_run}", world)
+
+
+@locks_run_dir
+def train_rlpf(cfg: RLPFConfig, run_dir: str, progress: bool = True) -> dict:
+    """Run the experiment into ``run_dir`` (resuming what is there); returns the report dict."""
+    from rlpf.core.clips import load_clips
+    from rlpf.worldmodel.evaluator import MotionTextEvaluator
+    from rlpf.finetune.feedback import PhysicalFeedback
+    from rlpf.finetune.report import compare, measure, render_videos, save_samples, write_report
+    from rlpf.core.run_dir import claim_run_dir, read_json
+    from rlpf.worldmodel.model import WorldModel
+
+    stored = finished_report(cfg, run_dir)
+    if stored is not None:  # the same experiment, trained and evaluated already: nothing to do or write
+        return stored
+    claim = dict(may_change=EVALUATION_FIELDS, introduced=INTRODUCED_FIELDS)
+    claim_run_dir(cfg, run_dir, write=False, **claim)  # a different config is refused before any work
+    check_worlds(cfg)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    base_run = ensure_base(cfg, progress)  # with the pretraining config's own thread count
+    timings["pretrain_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    trackers = ensure_trackers(cfg, progress)
+    timings["trackers_s"] = time.perf_counter() - t0
+    # the run starts here: base model and trackers exist, so a failed start above left no config behind
+    claim_run_dir(cfg, run_dir, **claim)
+    configure_threads(cfg.threads)
+    base_model = os.path.join(base_run, "model")
+
+    t0 = time.perf_counter()
+    training: dict = {}
+    if cfg.method == "rlpf":
+        from rlpf.finetune.grpo import finetune, log_history
+
+        _say(f"RLPF: GRPO for {cfg.grpo.steps} steps, reward {cfg.weights} with tracker {cfg.tracker!r}")
+        with PhysicalFeedback(cfg.world, cfg.weights, cfg.tracker_spec(cfg.tracker), workers=cfg.workers) as fb:
+            tuned, training = finetune(base_model, fb, cfg.grpo, run_dir, seed=cfg.seed, progress=progress)
+        training.update(step_time_breakdown(log_history(run_dir)))
+    elif cfg.method == "sft_filter":
+        from rlpf.finetune.sft_filter import sft_filter
+
+        _say(f"SFT-Filter: {cfg.sft.samples_per_prompt} samples per prompt, kept if tracker {cfg.tracker!r} succeeds")
+        tuned, training = sft_filter(base_model, trackers[cfg.tracker], cfg.sft, run_dir, seed=cfg.seed,
+                                     workers=cfg.workers, progress=progress)
+    else:
+        tuned = WorldModel.from_pretrained(base_model)
+    timings["finetune_s"] = time.perf_counter() - t0
+    if training.get("resumed") == "finished":
+        training = {**read_json(os.path.join(run_dir, "report.json")).get("training", {}), **training}
+
+    t0 = time.perf_counter()
+    _say(f"evaluating base and {cfg.method} ({cfg.eval_per_prompt} clips per prompt, trackers {cfg.trackers()})")
+    evaluator = MotionTextEvaluator.load(os.path.join(base_run, "evaluator"))
+    heldout = load_clips(os.path.join(base_run, "heldout.npz"))
+    base = WorldModel.from_pretrained(base_model)
+    workers = cfg.workers or None
+    before, base_clips = measure(base, evaluator, heldout, trackers, cfg.eval_per_prompt, cfg.eval_seed, workers=workers)
+    after, tuned_clips = measure(tuned, evaluator, heldout, trackers, cfg.eval_per_prompt, cfg.eval_seed, workers=workers)
+    samples = {"base": save_samples(run_dir, "base", base_clips), cfg.method: save_samples(run_dir, cfg.method, tuned_clips)}
+    videos, video_errors = [], []  # a video that cannot be made is an entry here, never a lost run
+    if cfg.videos:
+        reward_tracker = trackers[cfg.tracker]
+        videos = render_videos(run_dir, "base", base_clips, reward_tracker, cfg.videos, errors=video_errors)
+        if cfg.method != "base":
+            videos += render_videos(run_dir, cfg.method, tuned_clips, reward_tracker, cfg.videos, errors=video_errors)
+    timings["evaluate_s"] = time.perf_counter() - t0
+
+    report = {"method": cfg.method, "world": cfg.world, "reward_tracker": cfg.tracker, "eval_trackers": cfg.trackers(),
+              "weights": cfg.weights, "n_per_prompt": cfg.eval_per_prompt, "seed": cfg.eval_seed,
+              "evaluation": evaluation_settings(cfg),
+              "before": before, "after": after, "change": compare(before, after), "training": training,
+              "timings": {k: round(v, 1) for k, v in timings.items()},
+              "samples": {k: os.path.relpath(v, run_dir) for k, v in samples.items()}, "videos": videos,
+              "video_errors": video_errors}
+    write_report(run_dir, report)
+    return report
+
+
+def evaluation_settings(cfg: RLPFConfig) -> dict:
+    """The EVALUATION_FIELDS of ``cfg`` as JSON has them: report.json records what it was made with."""
+    import json
+
+    return json.loads(json.dumps({name: getattr(cfg, name) for name in EVALUATION_FIELDS}))
+
+
+def finished_report(cfg: RLPFConfig, run_dir: str) -> dict | None:
+    """RUN's report when RUN holds this very experiment (the same RUN/config.yaml), trained and
+    evaluated with ``cfg``'s evaluation fields; None when anything is left to do (or the config
+    differs: refused by the caller). A report that does not record its evaluation fields is redone."""
+    from rlpf.core.run_dir import config_changes, read_json
+
+    if not os.path.isfile(os.path.join(run_dir, "config.yaml")) or config_changes(cfg, run_dir, INTRODUCED_FIELDS):
+        return None
+    report = read_json(os.path.join(run_dir, "report.json"))
+    trained = cfg.method == "base" or os.path.isfile(os.path.join(run_dir, "model", "world_model.json"))
+    if trained and report.get("method") == cfg.method and report.get("evaluation") == evaluation_settings(cfg):
+        return report
+    return None
+
+
+def step_time_breakdown(history: list[dict]) -> dict:
+    """Mean seconds per optimizer step spent generating, scoring (decode + physics + tracking: the time
+    the step waits for rewards; scored ahead, only what the workers have not finished during the
+    previous update) and updating (over every logged step: generation and scoring happen once per
+    generated batch, updates every step)."""
+    import numpy as np
+
+    keys = ("time/step_s", "time/generation_s", "time/scoring_s", "time/update_s")
+    rows = [h for h in history if all(k in h for k in keys)]
+    if not rows:
+        return {}
+    mean = {k: float(np.mean([float(h[k]) for h in rows])) for k in keys}
+    total = mean["time/step_s"] or float("nan")
+    return {"step_s": round(total, 3), "generation_s": round(mean["time/generation_s"], 3),
+            "scoring_s": round(mean["time/scoring_s"], 3), "update_s": round(mean["time/update_s"], 3),
+            "scoring_fraction": round(mean["time/scoring_s"] / total, 3)}

@@ -1,0 +1,2 @@
+"""Videos: MuJoCo offscreen rendering of clips and of tracking (reference | tracked).
+"""
