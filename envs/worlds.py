@@ -85,6 +85,46 @@ class World:
     """The world's labelled motion data, an ``rlpf.data.motion_data.DataSource`` (or its ``"module:name"``):
     prompts, labeller, data controllers, artifact kinds. None: ``rlpf data`` and command accuracy do
     not apply to the world."""
+    # --- manipulation scenes (a fixed-base arm among fixtures; all default to "none") -----------------
+    robot_base: str | None = None
+    """Body whose subtree is the robot in a fixed-base scene that also holds fixtures (a table, a
+    cabinet): ``CompiledWorld.robot_geoms`` are then that subtree's geoms only. None: a floating
+    robot is its root's subtree; a fixed-base one every body that is not an object (Pusher-v5)."""
+    supports: tuple[str, ...] = ()
+    """Body names whose collidable geoms are surfaces objects rest on (a table top). ``floor`` stays
+    the ground plane the *robot* stands on (None where the robot is bolted down and nothing checks
+    it); an object resting on a support is supported, one below its top is inside it."""
+    articulations: tuple[str, ...] = ()
+    """Joint names of unactuated slide / hinge joints (a drawer slide, a door hinge, a button
+    slide): like ``objects`` they should move only when something touches the body they move."""
+    hand: str | None = None
+    """Body name of the end effector (the gripper's palm), the body a mocap weld or IK drives."""
+    mocap: str | None = None
+    """Body name of the mocap body the hand follows through a weld equality (Meta-World's ``mocap``);
+    None where the arm is driven by joint actuators only."""
+    gripper: tuple[str, ...] = ()
+    """Joint names of the gripper fingers, each driven by an actuator (``CompiledWorld.gripper_actuators``)."""
+    fingers: tuple[str, ...] = ()
+    """Geom names of the finger pads, the surfaces that hold a grasped object."""
+    placements: tuple[tuple[str, tuple[float, float, float]], ...] = ()
+    """(body name, position in its parent's frame) pairs set in the model after loading: fixtures the
+    gym env's reset moves each episode (``model.body_pos``: Meta-World's drawer cabinet, door frame,
+    button box), a position qpos does not hold. Declared at the middle of the env's reset range;
+    a clip recorded at another placement scores exactly under ``rlpf.envs.metaworld.placed(world, env)``
+    (the same World with the env's placements)."""
+    prepare: Any = None
+    """``fn(model)`` (or its ``"module:name"``) applied after the MJCF is loaded: the edits the gym env
+    makes to its model at construction (Meta-World rewrites the mocap weld's ``eq_data``)."""
+    gym_kwargs: tuple[tuple[str, Any], ...] = ()
+    """Keyword arguments of ``gym.make(gym_id, **dict(gym_kwargs))`` (Meta-World's ``env_name``)."""
+    recorder: Any = None
+    """``fn(world, n_frames, seed) -> Clip`` (or its ``"module:name"``) that records a valid clip
+    itself (through the world's gym env and its expert); ``rlpf simulate``'s default controller
+    then. None: ``controller`` in ``rlpf.data.simulate``'s MuJoCo loop."""
+    keypoints: Any = None
+    """Where the 22 SMPL joints sit on the robot: a tuple of ``rlpf.data.retarget.Keypoint`` (body,
+    offset in its frame, IK weight), or its ``"module:name"``; what ``rlpf import`` retargets BVH and
+    joint-position motion onto. None: motion cannot be imported into the world."""
 
 
 DEFAULT_THRESHOLD_M = 0.5
@@ -128,6 +168,7 @@ BUILTIN_WORLDS: dict[str, World] = {
         success_threshold_m=0.5,
         fall_drop_m=0.35,
         pd_gains=(6400.0, 160.0),    # 80 rad/s; kd * 0.003 s = 0.48; softer gains let it fall early
+        keypoints="rlpf.data.retarget:HUMANOID_KEYPOINTS",
     ),
     "pusher": World(
         name="pusher",
@@ -145,7 +186,67 @@ BUILTIN_WORLDS: dict[str, World] = {
         data="rlpf.data.motion_data:PUSHER_DATA",
     ),
 }
-"""The worlds rlpf ships (gymnasium's v5 models); ``get_world`` also finds registered ones."""
+"""The worlds rlpf ships (gymnasium's v5 models, Meta-World's tasks); ``get_world`` also finds registered ones."""
+
+
+def metaworld_asset(filename: str) -> str:
+    """Path of an MJCF file shipped with Meta-World (``metaworld/assets/``), found without importing
+    metaworld (its import takes ~1.5 s and registers its gym envs; only compiling a model needs the file)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("metaworld")
+    root = os.path.dirname(spec.origin) if spec and spec.origin else "<metaworld is not installed: pip install metaworld>"
+    return os.path.join(root, "assets", filename)
+
+
+# Meta-World's Sawyer tasks, as ``gym.make("Meta-World/MT1", env_name=TASK)`` builds them: the
+# env's MJCF (the task class's ``model_name``) with the weld rewrite of its constructor
+# (``rlpf.envs.metaworld.prepare_model``). task -> (MJCF under metaworld/assets, free objects,
+# articulations, placements). Read from metaworld 3.1.1's envs/sawyer_*_v3.py; a placement is the
+# middle of the task's obj_low..obj_high, where reset_model puts model.body(NAME).pos (drawer: x in
+# +-0.1; door: x 0..0.1, y 0.85..0.95; button box: x +-0.1, y 0.8..0.9, z 0.115 - its MJCF says 0.12,
+# a height no reset keeps). The free objects' placement is in qpos (their free joint).
+METAWORLD_TASKS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...], tuple]] = {
+    "reach-v3": ("sawyer_xyz/sawyer_reach_v3.xml", ("obj",), (), ()),
+    "push-v3": ("sawyer_xyz/sawyer_push_v3.xml", ("obj",), (), ()),
+    "pick-place-v3": ("sawyer_xyz/sawyer_pick_place_v3.xml", ("obj",), (), ()),
+    "drawer-open-v3": ("sawyer_xyz/sawyer_drawer.xml", (), ("goal_slidey",), (("drawer", (0.0, 0.9, 0.0)),)),
+    "door-open-v3": ("sawyer_xyz/sawyer_door_pull.xml", (), ("doorjoint",), (("door", (0.05, 0.9, 0.15)),)),
+    "button-press-topdown-v3": ("sawyer_xyz/sawyer_button_press_topdown.xml", (), ("btnbox_joint",),
+                                (("box", (0.0, 0.85, 0.115)),)),
+}
+
+
+def _metaworld_world(task: str) -> World:
+    xml, objects, articulations, placements = METAWORLD_TASKS[task]
+    return World(
+        name=f"metaworld/{task}",
+        xml=metaworld_asset(xml),
+        # the Sawyer is bolted down and its pedestal stands below the table, so the ground plane
+        # ("floor", z = -0.913 m) is never a contact to check; objects rest on the table top
+        # (tablelink's box, z = 0), declared as the support
+        floor=None,
+        root_joint=None,
+        objects=objects,
+        fps=80.0,                     # 1 / env.dt: timestep 0.0025 s x frame_skip 5
+        frame_skip=5,
+        char_length=0.5,
+        gym_id="Meta-World/MT1",
+        gym_kwargs=(("env_name", task),),
+        robot_base="base",            # the Sawyer's pedestal, arm and gripper; not the table or fixtures
+        supports=("tablelink",),
+        articulations=articulations,
+        hand="hand",                  # metaworld's get_endeff_pos()
+        mocap="mocap",
+        gripper=("r_close", "l_close"),
+        fingers=("rightpad_geom", "leftpad_geom"),   # metaworld's touching_object() pads
+        placements=placements,
+        prepare="rlpf.envs.metaworld:prepare_model",
+        # recorder / data: rlpf.data.metaworld_data (Meta-World's scripted experts), next commit
+    )
+
+
+BUILTIN_WORLDS.update({f"metaworld/{task}": _metaworld_world(task) for task in METAWORLD_TASKS})
 
 
 class UnknownWorldError(RLPFError, ValueError):
@@ -260,7 +361,7 @@ def _check_declaration(world: World) -> None:
         g = world.pd_gains
         if not (isinstance(g, tuple) and len(g) == 2 and all(isinstance(x, (int, float)) and x >= 0 for x in g)):
             raise WorldRegistryError(f"world {world.name!r}: pd_gains must be a (kp, kd) tuple of numbers >= 0, got {g!r}")
-    for field_name in ("reset", "controller", "data"):
+    for field_name in ("reset", "controller", "data", "prepare", "recorder"):
         v = getattr(world, field_name)
         if isinstance(v, str) and (":" not in v or not all(v.partition(":")[::2])):
             raise WorldRegistryError(f"world {world.name!r}: {field_name} {v!r} is not a 'module:name' import path")
@@ -299,6 +400,15 @@ def portable_world(world: "str | World | CompiledWorld") -> "str | World":
         return world
     w = get_world(world)
     return w.name if BUILTIN_WORLDS.get(w.name) == w else w
+
+
+def file_stem(world) -> str:
+    """A world's name as one file-name component: ``/`` (Meta-World's ``metaworld/<task>``) and the
+    OS separator become ``_``, so ``f"{file_stem(w)}_000.npz"`` never names a subdirectory."""
+    name = world if isinstance(world, str) else get_world(world).name
+    for sep in {"/", os.sep, os.altsep or "/"}:
+        name = name.replace(sep, "_")
+    return name
 
 
 def data_source(world) -> Any:
@@ -388,6 +498,33 @@ class CompiledWorld:
     """m: the largest contact margin of the robot's geoms (MuJoCo pushes back from that distance)."""
     dof_ancestor: np.ndarray = field(repr=False)
     """[nbody, nv] bool: dof moves body (the column mask of mj_jac)."""
+    # manipulation scenes (World.supports, articulations, hand, mocap, gripper, fingers); empty / None elsewhere
+    support_geoms: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    """Collidable geoms of the ``World.supports`` bodies (the table top objects rest on)."""
+    articulation_joints: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    """Joint ids of ``World.articulations`` (unactuated slide / hinge joints), in declaration order."""
+    articulation_qpos: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    """qpos address of each articulation joint (one coordinate each)."""
+    articulation_dofs: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    """dof (qvel) address of each articulation joint."""
+    articulation_bodies: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    """The body each articulation joint moves (the drawer, the door, the button)."""
+    articulation_geoms: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    """Collidable geoms moved by an articulation (its body's subtree: the handle, the door panel)."""
+    fixture_geoms: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    """Collidable geoms that are neither robot, object, support nor articulated (walls, cabinet frames)."""
+    hand_body: int | None = None
+    """Body id of ``World.hand``."""
+    mocap_body: int | None = None
+    """Body id of ``World.mocap``; ``model.body_mocapid[mocap_body]`` indexes ``data.mocap_pos``."""
+    mocap_weld: int | None = None
+    """Equality id of the weld that ties ``mocap_body`` to the hand's chain."""
+    gripper_joints: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    """Joint ids of ``World.gripper`` (the finger slides)."""
+    gripper_actuators: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    """Actuator id driving each gripper joint, in ``World.gripper`` order."""
+    finger_geoms: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    """Geom ids of ``World.fingers`` (the pads)."""
 
     @property
     def name(self) -> str:
@@ -419,6 +556,13 @@ def _compile(world: World) -> CompiledWorld:
         m = mujoco.MjModel.from_xml_path(xml)
     except Exception as e:
         raise UnknownWorldError(f"world {world.name!r}: cannot load {xml}: {e}") from None
+    if world.prepare is not None:
+        resolve(world.prepare, f"world {world.name!r}: prepare")(m)
+    for body_name, pos in world.placements:
+        b = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, body_name)
+        if b < 0:
+            raise UnknownWorldError(f"world {world.name!r}: placement of a body {body_name!r} that {xml} does not have")
+        m.body_pos[b] = pos
 
     def lookup(kind, name):
         i = mujoco.mj_name2id(m, kind, name)
@@ -447,6 +591,9 @@ def _compile(world: World) -> CompiledWorld:
     geom_body = m.geom_bodyid
     if root_body is not None:
         robot_body_mask = np.array([_is_descendant(m, b, root_body) for b in range(m.nbody)])
+    elif world.robot_base:  # a fixed-base robot among fixtures: the base's subtree
+        base = lookup(mujoco.mjtObj.mjOBJ_BODY, world.robot_base)
+        robot_body_mask = np.array([_is_descendant(m, b, base) for b in range(m.nbody)]) & ~in_object
     else:  # fixed base: every non-world body that is not an object
         robot_body_mask = ~in_object
         robot_body_mask[0] = False
@@ -484,6 +631,9 @@ def _compile(world: World) -> CompiledWorld:
     if len(robot_geoms):
         friction = max(friction, float(m.geom_friction[robot_geoms, 0].max()))  # MuJoCo combines by max
     mass = float(m.body_subtreemass[root_body]) if root_body is not None else float(m.body_subtreemass[0])
+    if root_body is None and world.robot_base:  # the robot's own mass, not the table's
+        mass = float(m.body_subtreemass[lookup(mujoco.mjtObj.mjOBJ_BODY, world.robot_base)])
+    scene = _manipulation_indices(world, m, lookup, collidable, robot_geoms, object_geoms)
     return CompiledWorld(
         world=world, model=m, floor_geom=floor_geom, floor_z=floor_z, root_body=root_body,
         root_dofs=root_dofs, robot_geoms=robot_geoms, foot_geoms=foot_geoms,
@@ -492,7 +642,59 @@ def _compile(world: World) -> CompiledWorld:
         torque_limit=np.array(limits, float), friction=friction, mass=mass,
         gravity=float(np.linalg.norm(m.opt.gravity)), dof_ancestor=ancestor,
         contact_margin=float(m.geom_margin[robot_geoms].max()) if len(robot_geoms) else 0.0,
+        **scene,
     )
+
+
+def _manipulation_indices(world: World, m: mujoco.MjModel, lookup, collidable, robot_geoms, object_geoms) -> dict:
+    """CompiledWorld's manipulation fields (supports, articulations, hand, mocap, gripper, fingers), checked."""
+    body = lambda name: lookup(mujoco.mjtObj.mjOBJ_BODY, name)  # noqa: E731
+    ids = lambda xs: np.array(xs, int).reshape(-1)               # noqa: E731
+    out: dict = {}
+    supports = [body(b) for b in world.supports]
+    out["support_geoms"] = ids([g for g in range(m.ngeom) if collidable[g] and m.geom_bodyid[g] in supports])
+    if supports and not len(out["support_geoms"]):
+        raise UnknownWorldError(f"world {world.name!r}: supports {list(world.supports)} have no collidable geom")
+    joints, bodies = [], []
+    actuated = {int(m.actuator_trnid[a, 0]) for a in range(m.nu) if m.actuator_trntype[a] == int(mujoco.mjtTrn.mjTRN_JOINT)}
+    for name in world.articulations:
+        j = lookup(mujoco.mjtObj.mjOBJ_JOINT, name)
+        if int(m.jnt_type[j]) not in (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE)):
+            raise UnknownWorldError(f"world {world.name!r}: articulation {name!r} is not a hinge or slide joint")
+        if j in actuated:
+            raise UnknownWorldError(f"world {world.name!r}: articulation {name!r} is actuated (declare it in gripper or as robot)")
+        joints.append(j)
+        bodies.append(int(m.jnt_bodyid[j]))
+    out["articulation_joints"] = ids(joints)
+    out["articulation_qpos"] = ids([m.jnt_qposadr[j] for j in joints])
+    out["articulation_dofs"] = ids([m.jnt_dofadr[j] for j in joints])
+    out["articulation_bodies"] = ids(bodies)
+    moved = np.array([any(_is_descendant(m, b, a) for a in bodies) for b in range(m.nbody)]) if bodies else np.zeros(m.nbody, bool)
+    out["articulation_geoms"] = ids(np.flatnonzero(collidable & moved[m.geom_bodyid]))
+    taken = set(robot_geoms) | set(object_geoms) | set(out["support_geoms"]) | set(out["articulation_geoms"])
+    out["fixture_geoms"] = ids([g for g in range(m.ngeom) if collidable[g] and g not in taken
+                                and m.geom_type[g] != int(mujoco.mjtGeom.mjGEOM_PLANE)]) if world.robot_base else ids([])
+    if world.hand:
+        out["hand_body"] = body(world.hand)
+    if world.mocap:
+        mb = body(world.mocap)
+        if m.body_mocapid[mb] < 0:
+            raise UnknownWorldError(f"world {world.name!r}: mocap body {world.mocap!r} is not a mocap body")
+        welds = [e for e in range(m.neq) if m.eq_type[e] == int(mujoco.mjtEq.mjEQ_WELD) and mb in (m.eq_obj1id[e], m.eq_obj2id[e])]
+        if not welds:
+            raise UnknownWorldError(f"world {world.name!r}: no weld equality ties mocap body {world.mocap!r} to the robot")
+        out["mocap_body"], out["mocap_weld"] = mb, int(welds[0])
+    gj, ga = [], []
+    for name in world.gripper:
+        j = lookup(mujoco.mjtObj.mjOBJ_JOINT, name)
+        acts = [a for a in range(m.nu) if m.actuator_trntype[a] == int(mujoco.mjtTrn.mjTRN_JOINT) and m.actuator_trnid[a, 0] == j]
+        if not acts:
+            raise UnknownWorldError(f"world {world.name!r}: gripper joint {name!r} has no actuator")
+        gj.append(j)
+        ga.append(acts[0])
+    out["gripper_joints"], out["gripper_actuators"] = ids(gj), ids(ga)
+    out["finger_geoms"] = ids([lookup(mujoco.mjtObj.mjOBJ_GEOM, g) for g in world.fingers])
+    return out
 
 
 def _translational_dofs(m: mujoco.MjModel, body: int) -> list[int]:

@@ -36,7 +36,7 @@ def cmd_simulate(args) -> int:
     from rlpf.core.clips import save_clips
     from rlpf.data import corrupt
     from rlpf.data.simulate import simulate
-    from rlpf.envs.worlds import UnknownWorldError, get_world
+    from rlpf.envs.worlds import UnknownWorldError, file_stem, get_world
     from rlpf.policies import scripted
 
     try:
@@ -64,13 +64,13 @@ def cmd_simulate(args) -> int:
     check_output_dir(args.out)
     for i in tqdm(range(args.n), desc=f"simulating {world.name}", unit="clip", file=sys.stderr):
         clip = simulate(world, make(), args.frames, seed=args.seed + i)
-        save_clips(os.path.join(args.out, f"{world.name}_{i:03d}.npz"), clip)
+        save_clips(os.path.join(args.out, f"{file_stem(world)}_{i:03d}.npz"), clip)
         for kind in args.corrupt:
             try:
                 bad = corrupt.CORRUPTIONS[kind](clip)
             except ValueError as e:
                 print(f"rlpf simulate: skipping {kind}: {e}", file=sys.stderr)
                 continue
-            save_clips(os.path.join(args.out, f"{world.name}_{i:03d}_{kind}.npz"), bad)
+            save_clips(os.path.join(args.out, f"{file_stem(world)}_{i:03d}_{kind}.npz"), bad)
     print(f"wrote {args.n} clips of {world.name} to {args.out}")
     return 0

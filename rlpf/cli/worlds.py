@@ -19,7 +19,8 @@ def cmd_worlds(args) -> int:
     print("worlds:")
     for name, w in registered_worlds().items():  # built-ins and worlds registered in this process
         cw = compile_world(name)
-        print(f"  {name:9s} {w.gym_id or '-':12s} nq={cw.nq:<3d} fps={w.fps:.1f}  feet={len(w.feet)} objects={list(w.objects)}")
+        print(f"  {name:9s} {w.gym_id or '-':12s} nq={cw.nq:<3d} fps={w.fps:.1f}  feet={len(w.feet)} objects={list(w.objects)}"
+              + (f" articulations={list(w.articulations)}" if w.articulations else ""))
     print("reward terms (name, plausible threshold, unit):")
     for name, info in sorted(registered().items()):
         th = "-" if info.threshold is None else f"{info.threshold:g}"

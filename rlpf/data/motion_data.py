@@ -776,7 +776,9 @@ def save_dataset(clips: Sequence[Clip], directory: str) -> list[str]:
     names: dict[str, int] = {}
     paths, manifest = [], []
     for (world, prompt, corrupted, _, _), group in groups.items():
-        stem = f"{world}_{prompt_slug(prompt)}" + ("_artifacts" if corrupted else "")
+        from rlpf.envs.worlds import file_stem
+
+        stem = f"{file_stem(world)}_{prompt_slug(prompt)}" + ("_artifacts" if corrupted else "")
         names[stem] = names.get(stem, 0) + 1
         if names[stem] > 1:   # another length or frame rate of the same prompt
             stem += f"_{names[stem]}"

@@ -101,7 +101,9 @@ class PretrainConfig:
 
     @property
     def data_dir(self) -> str:
-        return self.data or os.path.join("runs", "data", f"{self.world}-{self.data_n}x{self.frames}-seed{self.data_seed}")
+        from rlpf.envs.worlds import file_stem
+
+        return self.data or os.path.join("runs", "data", f"{file_stem(self.world)}-{self.data_n}x{self.frames}-seed{self.data_seed}")
 
 
 @locks_run_dir
