@@ -12,7 +12,9 @@ from rlpf.cli import (
     data,
     eval_control,
     evaluate,
+    export_motion,
     generate,
+    import_motion,
     pretrain,
     score,
     simulate,
@@ -22,7 +24,8 @@ from rlpf.cli import (
     worlds,
 )
 
-COMMANDS = (score, simulate, data, pretrain, train, generate, evaluate, track, train_tracker, eval_control, control, worlds)
+COMMANDS = (score, simulate, data, pretrain, train, generate, evaluate, track, train_tracker, eval_control, control, worlds,
+            import_motion, export_motion)
 """In the order ``rlpf --help`` lists them."""
 
 
