@@ -10,11 +10,12 @@ use the same points.
 
 1. Axes: the source is turned z-up (``up="y"``: SMPL / HumanML3D / BVH's y-up, x to the subject's
    left, z forward, becomes MuJoCo's x forward, y left, z up: a rotation, so handedness is kept).
-2. Scale: source positions are multiplied by ``robot height / source height``, the height being the
-   length of the chains ankle-knee-hip (mean of both legs) plus pelvis-spine-neck-head over the
+2. Scale: source positions are multiplied by ``robot leg length / source leg length`` (``SCALE_BY``;
+   or by height: legs plus the pelvis-spine-neck-head chain), lengths summed along the chains over the
    joints the source has, median over frames: bone lengths, so any pose (a crouch, a fall) gives the
-   same scale, and file units (cm, inches) cancel. The floor stays at height 0 (the source's floor
-   must be at its up-coordinate 0, as in HumanML3D and most mocap).
+   same scale, and file units (cm, inches) cancel. The source's floor is its up-coordinate 0 (as in
+   HumanML3D and most mocap); a source whose ankles sit lower over it than the robot's ankle
+   keypoints can is lifted (``FEET_ON_FLOOR``).
 3. Root: the first frame's free-joint orientation is set from the source's pelvis frame (left = left
    hip - right hip, up = pelvis -> spine), its position so the pelvis keypoints coincide; IK starts there.
 4. IK (``mink.solve_ik``, QP solver daqp): a position task per keypoint the source has (weight
@@ -62,7 +63,13 @@ keypoints leave a dof undetermined (a straight knee's twist) without slowing con
 ITERATIONS_FIRST, ITERATIONS = 200, 30
 """Most IK steps on the first frame (from the rest pose) and on later ones (from the previous frame)."""
 SCALE_BY = "legs"
+"""Scale by leg length (hip-knee-ankle chains), not whole height: the legs set how high the pelvis
+stands over the feet, so a skeleton with other leg / torso proportions keeps its feet on the floor
+(scaling by height left a hand-written CMU-like skeleton's feet 4 cm in the air: flagged float_m).
+"height": legs plus spine, for sources whose feet do not matter."""
 FEET_ON_FLOOR = True
+"""Lift a source whose ankles sit lower than the robot's can (see ``retarget``)."""
+SUPPORT_PERCENTILE = 10.0
 STEP_TOL = 1e-5
 """Stop a frame's IK when a step moves the configuration less than this (rad / m)."""
 
@@ -421,10 +428,14 @@ def retarget(positions: np.ndarray, fps: float, world="humanoid", source: str = 
         # the ankle joint sits higher over the sole on the robot than on most skeletons (the humanoid's
         # "ankle" is its foot sphere's centre, 7.5 cm up). Real motion never goes through the floor,
         # so an ankle lower than the robot's sole allows is a difference of skeletons: lift the motion
-        # until the clip's lowest ankle is at the robot's rest ankle height over its lowest foot point.
+        # until the supporting ankle's height is the robot's rest ankle height over its lowest foot
+        # point. "Supporting": the 10th percentile over frames of the lower ankle, so a few impact
+        # frames (a simulated foot sinks ~1 cm into MuJoCo's soft floor as it lands) do not lift a
+        # whole clip, while any motion with a foot down a tenth of the time is measured on it.
         # Never lowered: feet higher than that may be a jump, a fall, or a clip that starts in the air.
         ank = [SMPL22.index("left_ankle"), SMPL22.index("right_ankle")]
-        target[..., 2] += max(0.0, _ankle_over_sole(cw, rest[0, ank]) - target[:, ank, 2].min())
+        support = float(np.percentile(target[:, ank, 2].min(axis=1), SUPPORT_PERCENTILE))
+        target[..., 2] += max(0.0, _ankle_over_sole(cw, rest[0, ank]) - support)
 
     cfg = mink.Configuration(m)
     used = [i for i in range(len(SMPL22)) if present[i]]
