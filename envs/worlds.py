@@ -81,6 +81,10 @@ class World:
     controller: Any = None
     """The scripted controller class ``rlpf simulate`` runs by default (or its ``"module:name"``);
     None: ``rlpf.policies.scripted.SmoothRandom``."""
+    pd_tracker: Any = None
+    """The tracker class ``--tracker pd`` builds for this world, ``cls(world)`` (or its ``"module:name"``):
+    the world's no-training physics tracker. None: ``rlpf.policies.pd_tracker.PDTracker`` (joint torques);
+    Meta-World's mocap-driven arm declares ``rlpf.policies.mocap_tracker.MocapTracker``."""
     data: Any = None
     """The world's labelled motion data, an ``rlpf.data.motion_data.DataSource`` (or its ``"module:name"``):
     prompts, labeller, data controllers, artifact kinds. None: ``rlpf data`` and command accuracy do
@@ -242,6 +246,7 @@ def _metaworld_world(task: str) -> World:
         fingers=("rightpad_geom", "leftpad_geom"),   # metaworld's touching_object() pads
         placements=placements,
         prepare="rlpf.envs.metaworld:prepare_model",
+        pd_tracker="rlpf.policies.mocap_tracker:MocapTracker",   # the arm follows the mocap weld, not joint torques
         # recorder / data: rlpf.data.metaworld_data (Meta-World's scripted experts), next commit
     )
 
@@ -361,7 +366,7 @@ def _check_declaration(world: World) -> None:
         g = world.pd_gains
         if not (isinstance(g, tuple) and len(g) == 2 and all(isinstance(x, (int, float)) and x >= 0 for x in g)):
             raise WorldRegistryError(f"world {world.name!r}: pd_gains must be a (kp, kd) tuple of numbers >= 0, got {g!r}")
-    for field_name in ("reset", "controller", "data", "prepare", "recorder"):
+    for field_name in ("reset", "controller", "data", "prepare", "recorder", "pd_tracker"):
         v = getattr(world, field_name)
         if isinstance(v, str) and (":" not in v or not all(v.partition(":")[::2])):
             raise WorldRegistryError(f"world {world.name!r}: {field_name} {v!r} is not a 'module:name' import path")

@@ -68,6 +68,16 @@ def world_gains(world) -> dict[str, float]:
     return dict(DEFAULT_GAINS) if gains is None else {"kp": float(gains[0]), "kd": float(gains[1])}
 
 
+def world_pd_tracker(world: str | World) -> Tracker:
+    """``--tracker pd`` for ``world``: its declared ``World.pd_tracker`` class (Meta-World's mocap arm:
+    ``rlpf.policies.mocap_tracker.MocapTracker``), else ``PDTracker``, built as ``cls(world)``."""
+    from rlpf.envs.worlds import resolve
+
+    declared = get_world(world).pd_tracker
+    cls = PDTracker if declared is None else resolve(declared, f"world {get_world(world).name!r}: pd_tracker")
+    return cls(world)
+
+
 START_PENETRATION_M = 0.05
 """m: a first frame with a robot geom deeper than this in the floor starts inside it (a failed track)."""
 MAX_SPEED = 1e3

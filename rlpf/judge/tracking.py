@@ -124,13 +124,19 @@ class TrackResult:
     diverged: bool
     threshold_m: float
     object_error_m: np.ndarray | None = None
-    """[T] mean distance between simulated and reference object positions (worlds with objects)."""
+    """[T] mean distance between simulated and reference object positions (worlds with objects;
+    ``MocapTracker``: the series of the object or articulation closest to its threshold)."""
     info: dict = field(default_factory=dict)
+    objects_tracked: bool | None = None
+    """Trackers that judge the objects too (``rlpf.policies.mocap_tracker``): whether every simulated
+    object and articulation stayed within its threshold of the clip's; False fails the track. None:
+    the tracker does not judge objects (success is the robot's alone)."""
 
     @property
     def success(self) -> bool:
         err = self.body_error_m
-        return bool(not self.fell and not self.diverged and np.isfinite(err).all() and err.max() <= self.threshold_m)
+        return bool(not self.fell and not self.diverged and np.isfinite(err).all() and err.max() <= self.threshold_m
+                    and self.objects_tracked is not False)
 
     @property
     def mean_error_m(self) -> float:
@@ -317,7 +323,8 @@ def load_tracker(spec, world) -> Tracker:
     A registered name (``register_tracker``; an ``rlpf.trackers`` entry point): its factory, given
     ``rlpf.envs.worlds.portable_world(world)`` (a built-in's name, else the World, so the tracker's
     spec rebuilds it in worker processes that never saw this process's registry). Built in:
-    ``"pd"``, ``PDTracker(world)`` with the world's default gains; ``"learned"``, the SB3-trained
+    ``"pd"``, the world's declared ``World.pd_tracker`` class (default ``PDTracker(world)`` with the
+    world's default gains); ``"learned"``, the SB3-trained
     tracker in ``LEARNED_RUN_DIR``. A path: the tracker trained there. Both learned ones go through
     ``rlpf.policies.learned_tracker.LearnedTracker.load(path, world)``, imported only then. A
     Tracker instance is returned as it is. Raises TrackerError saying what to do instead.
@@ -374,7 +381,9 @@ def portable_tracker(spec, world):
 LOAD_RUN = "rlpf.policies.learned_tracker:load_run_tracker"
 """``fn(spec, run_dir, world)``: the tracker trained in a run directory (``--tracker RUN_DIR``)."""
 # the implementations by import path: they import this module (Tracker, TrackResult, the fell rule)
-_BUILTIN_TRACKERS = {"pd": ("rlpf.policies.pd_tracker:PDTracker", "PD + inverse dynamics, no training"),
+# "pd" builds the world's declared no-training tracker (World.pd_tracker; PDTracker by default)
+_BUILTIN_TRACKERS = {"pd": ("rlpf.policies.pd_tracker:world_pd_tracker", "PD + inverse dynamics (or the world's "
+                            "declared physics tracker, e.g. Meta-World's mocap arm), no training"),
                      "learned": ("rlpf.policies.learned_tracker:default_tracker",
                                  f"the SB3-trained tracker in {LEARNED_RUN_DIR}")}
 for _name, (_factory, _doc) in _BUILTIN_TRACKERS.items():

@@ -1,0 +1,152 @@
+"""Measure the mocap tracker on Meta-World: valid expert clips track, object-corrupted copies do not.
+
+Records clips from ``gym.make("Meta-World/MT1", env_name=TASK)`` with Meta-World's own scripted
+expert (``metaworld.policies.ENV_POLICY_MAP``), clean and with DART-style Gaussian action noise,
+``qpos = env.unwrapped.data.qpos`` after each step at the env's 80 fps (and a 20 fps copy: every 4th
+frame), then corrupts copies of them in ways a generator gets objects wrong - independently of the
+tracker's thresholds: magnitudes are a visible 10 cm / half an articulation's travel:
+
+* ``levitate``: the free object rises 0.10 m over 0.5 s from the start (nothing lifts it) and stays up;
+* ``teleport``: halfway through, the object jumps 0.10 m sideways and stays there;
+* ``slide``: the object slides 0.10 m along the table over the first half, untouched;
+* ``self_move``: an articulation (drawer, door, button) moves half its range over the first 40 %
+  of the clip on top of its own motion, before and whether or not the hand touches it;
+* ``art_teleport``: halfway through, the articulation jumps by half its range.
+
+A corruption of ``rlpf.data.corrupt`` of these kinds is used instead where it exists (``--use-corrupt``).
+Prints success rates per task and kind, and seconds per tracked clip. Fixture tasks are tracked in
+the world as the episode placed them (``rlpf.envs.metaworld.placed``), registered under its name.
+
+    flock /tmp/rlpf-cpu.lock .venv/bin/python experiments/tracking_metaworld.py --seeds 4 --frames 200
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+import numpy as np
+
+from rlpf.core.clips import Clip
+from rlpf.envs.worlds import compile_world
+
+TASKS = ("pick-place-v3", "push-v3", "drawer-open-v3", "door-open-v3", "button-press-topdown-v3")
+
+
+def record(task: str, seed: int, frames: int, noise: float):
+    """One expert episode: (qpos [frames+1, nq], placed World, expert success)."""
+    from metaworld.policies import ENV_POLICY_MAP
+
+    from rlpf.envs.metaworld import make_env, placed
+
+    world = f"metaworld/{task}"
+    env = make_env(world, seed=seed)
+    obs, _ = env.reset(seed=seed)
+    u = env.unwrapped
+    policy = ENV_POLICY_MAP[task]()
+    rng = np.random.default_rng(seed)
+    qpos, success = [u.data.qpos.copy()], False
+    for _ in range(frames):
+        a = policy.get_action(obs)
+        if noise:
+            a = np.clip(a + rng.normal(0.0, noise, size=a.shape), -1.0, 1.0)
+        obs, _, _, _, info = env.step(a)
+        qpos.append(u.data.qpos.copy())
+        success |= bool(info["success"])
+    w = placed(world, env)
+    env.close()
+    return np.array(qpos), w, success
+
+
+def smooth_step(s):
+    s = np.clip(s, 0.0, 1.0)
+    return 3 * s ** 2 - 2 * s ** 3
+
+
+def corruptions(clip: Clip, cw) -> dict[str, Clip]:
+    """The corrupted copies that apply to the clip's world (see the module docstring)."""
+    m = cw.model
+    T, fps = clip.n_frames, clip.fps
+    t = np.arange(T) / fps
+    out = {}
+
+    def copy(kind):
+        return dataclasses.replace(clip, qpos=clip.qpos.copy(), cache={}, source=f"{clip.source}+{kind}")
+
+    for b in cw.object_bodies:
+        adr = int(m.jnt_qposadr[m.body_jntadr[b]])     # the free joint: x y z qw qx qy qz
+        c = copy("levitate")
+        c.qpos[:, adr + 2] += 0.10 * smooth_step(t / 0.5)
+        out["levitate"] = c
+        c = copy("teleport")
+        c.qpos[T // 2:, adr] += 0.10
+        out["teleport"] = c
+        c = copy("slide")
+        c.qpos[:, adr] += 0.10 * smooth_step(np.arange(T) / (T / 2))
+        out["slide"] = c
+        break
+    for k, j in enumerate(cw.articulation_joints):
+        adr = int(cw.articulation_qpos[k])
+        lo, hi = m.jnt_range[j]
+        q0 = clip.qpos[0, adr]
+        delta = 0.5 * (hi - lo) * (1 if hi - q0 >= q0 - lo else -1)   # toward the far end of its range
+        c = copy("self_move")
+        c.qpos[:, adr] = np.clip(c.qpos[:, adr] + delta * smooth_step(np.arange(T) / (0.4 * T)), lo, hi)
+        out["self_move"] = c
+        c = copy("art_teleport")
+        c.qpos[T // 2:, adr] = np.clip(c.qpos[T // 2:, adr] + delta, lo, hi)
+        out["art_teleport"] = c
+        break
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--tasks", nargs="+", default=list(TASKS))
+    p.add_argument("--seeds", type=int, default=3, help="seeds per task (each clean and noisy)")
+    p.add_argument("--frames", type=int, default=200, help="env steps per clip (80 fps)")
+    p.add_argument("--noise", type=float, default=0.1, help="DART action-noise std (actions are in [-1, 1])")
+    p.add_argument("--fps20", action="store_true", help="also track 20 fps copies (every 4th frame)")
+    p.add_argument("--verbose", action="store_true")
+    args = p.parse_args()
+
+    import rlpf
+    from rlpf.policies.mocap_tracker import MocapTracker
+
+    rows: dict[tuple[str, str], list[bool]] = {}
+    seconds = []
+    for task in args.tasks:
+        for seed in range(args.seeds):
+            for noise in (0.0, args.noise):
+                qpos, world, expert_ok = record(task, 1000 + seed, args.frames, noise)
+                name = f"metaworld/{task}"
+                rlpf.register_world(name, world, replace=True)    # this episode's fixture placement
+                cw = compile_world(world)
+                tracker = MocapTracker(world)
+                clip = Clip(qpos=qpos, fps=80.0, world=name, source=f"{task}/s{seed}/n{noise}")
+                clips = {"valid": clip, **corruptions(clip, cw)}
+                if args.fps20:
+                    clips["valid@20fps"] = dataclasses.replace(clip, qpos=qpos[::4].copy(), fps=20.0, cache={})
+                for kind, c in clips.items():
+                    t0 = time.perf_counter()
+                    r = tracker.track_one(c)
+                    seconds.append((time.perf_counter() - t0, c.duration))
+                    rows.setdefault((task, kind), []).append(r.success)
+                    if args.verbose:
+                        objs = {k: round(v["max_error_m"], 4) for k, v in r.info["objects"].items()}
+                        print(f"{c.source:40s} {kind:13s} success={r.success} expert={expert_ok} "
+                              f"arm_max={np.nanmax(r.body_error_m):.4f} hand_max={np.nanmax(r.info['hand_error_m']):.4f} "
+                              f"objects={objs} {r.info.get('why', '')}", flush=True)
+    print(f"\n{'task':26s} {'kind':13s} success")
+    valid, corrupt = [], []
+    for (task, kind), ok in rows.items():
+        print(f"{task:26s} {kind:13s} {np.mean(ok):.2f} ({sum(ok)}/{len(ok)})")
+        (valid if kind.startswith("valid") else corrupt).extend(ok)
+    print(f"\nvalid clips: success {np.mean(valid):.3f} ({sum(valid)}/{len(valid)})")
+    print(f"object-corrupted clips: success {np.mean(corrupt):.3f} ({sum(corrupt)}/{len(corrupt)})")
+    wall = np.array(seconds)
+    print(f"seconds per clip: {wall[:, 0].mean():.3f} (clips of {wall[:, 1].mean():.2f} s simulated)")
+
+
+if __name__ == "__main__":
+    main()
