@@ -385,7 +385,9 @@ LOAD_RUN = "rlpf.policies.learned_tracker:load_run_tracker"
 _BUILTIN_TRACKERS = {"pd": ("rlpf.policies.pd_tracker:world_pd_tracker", "PD + inverse dynamics (or the world's "
                             "declared physics tracker, e.g. Meta-World's mocap arm), no training"),
                      "learned": ("rlpf.policies.learned_tracker:default_tracker",
-                                 f"the SB3-trained tracker in {LEARNED_RUN_DIR}")}
+                                 f"the SB3-trained tracker in {LEARNED_RUN_DIR}"),
+                     "bullet": ("rlpf.policies.bullet_tracker:BulletTracker",
+                                "PD + inverse dynamics in PyBullet (a second physics engine; ant, humanoid)")}
 for _name, (_factory, _doc) in _BUILTIN_TRACKERS.items():
     register_tracker(_name, _factory, doc=_doc)
 
