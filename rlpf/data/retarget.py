@@ -472,7 +472,10 @@ def retarget(positions: np.ndarray, fps: float, world="humanoid", source: str = 
             task.set_target(mink.SE3.from_translation(target[t, i]))
         root_task.set_target(mink.SE3.from_rotation(mink.SO3.from_matrix(f_src[t] @ f_rest.T @ r_site_rest)))
         for _ in range(ITERATIONS_FIRST if t == 0 else ITERATIONS):
-            v = mink.solve_ik(cfg, [*tasks.values(), root_task], 1.0, "daqp", damping=DAMPING, limits=limits)
+            try:
+                v = mink.solve_ik(cfg, [*tasks.values(), root_task], 1.0, "daqp", damping=DAMPING, limits=limits)
+            except mink.NoSolutionFound:  # the QP infeasible: cannot happen within limits, say where it did
+                raise MotionFormatError(source, f"IK found no solution at frame {t} (joint limits cannot be met)") from None
             cfg.integrate_inplace(v, 1.0)
             if np.abs(v).max() < STEP_TOL:
                 break
