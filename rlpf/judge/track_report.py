@@ -2,7 +2,9 @@
 
     {"world": "ant", "tracker": "pd",
      "clips":  [{"source", "prompt", "world", "success", "mean_error_m", "max_error_m", "fell", "diverged",
-                 "threshold_m", "n_frames", "video"}],
+                 "threshold_m", "n_frames", "video",
+                 + with a tracker that judges objects (Meta-World's MocapTracker): "objects_tracked",
+                 "objects": {name: {"kind", "max_error_m", "threshold_m", "tracked"}}}],
      "errors": [{"source", "error"}],
      "summary": {"n_clips", "n_errors", "success_rate", "mean_error_m", "n_fell", "n_diverged", "n_videos"}}
 """
@@ -22,7 +24,7 @@ def _num(x: float) -> float | None:
 def result_entry(clip: Clip, result, world: str) -> dict:
     err = np.asarray(result.body_error_m, float)
     finite = err[np.isfinite(err)]
-    return {
+    entry = {
         "source": clip.source,
         "prompt": clip.prompt,
         "world": world,
@@ -35,6 +37,11 @@ def result_entry(clip: Clip, result, world: str) -> dict:
         "n_frames": int(clip.n_frames),
         "video": None,
     }
+    if result.objects_tracked is not None:   # trackers that judge objects too (MocapTracker)
+        entry["objects_tracked"] = bool(result.objects_tracked)
+        entry["objects"] = {name: {k: (_num(v) if isinstance(v, float) else v) for k, v in o.items()}
+                            for name, o in result.info.get("objects", {}).items()}
+    return entry
 
 
 def summarize(entries: list[dict], errors: list[dict]) -> dict:
@@ -54,7 +61,8 @@ def summarize(entries: list[dict], errors: list[dict]) -> dict:
 def format_table(report: dict) -> str:
     rows = [("source", "prompt", "success", "mean_err_m", "max_err_m", "fell/diverged")]
     for e in report["clips"]:
-        state = "/".join(k for k in ("fell", "diverged") if e[k]) or "-"
+        state = "/".join([k for k in ("fell", "diverged") if e[k]]
+                         + (["objects"] if e.get("objects_tracked") is False else [])) or "-"
         f = lambda v: "inf" if v is None else f"{v:.3f}"  # noqa: E731
         rows.append((e["source"], (e["prompt"] or "")[:28], "yes" if e["success"] else "NO",
                      f(e["mean_error_m"]), f(e["max_error_m"]), state))

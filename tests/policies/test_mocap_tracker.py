@@ -104,3 +104,19 @@ def test_a_clip_of_another_world_or_width_is_a_clear_error(push):
     nan.qpos[5, 0] = np.nan
     r = tracker.track_one(nan)
     assert r.diverged and not r.success and "finite" in r.info["why"]
+
+
+def test_rlpf_track_with_pd_on_a_metaworld_clip_reports_the_objects(push, tmp_path):
+    import json
+
+    from rlpf.cli import main
+
+    clip, _ = push
+    for name, c in (("ok", clip), ("teleport", _teleported(clip))):
+        np.savez(tmp_path / f"{name}.npz", qpos=c.qpos, fps=c.fps, world="metaworld/push-v3")
+    out = tmp_path / "track.json"
+    assert main(["track", str(tmp_path / "ok.npz"), str(tmp_path / "teleport.npz"), "--tracker", "pd",
+                 "--out", str(out)]) == 0
+    ok, bad = json.loads(out.read_text())["clips"]
+    assert (ok["success"], ok["objects_tracked"], bad["success"], bad["objects_tracked"]) == (True, True, False, False)
+    assert bad["objects"]["obj"]["max_error_m"] > bad["objects"]["obj"]["threshold_m"] == 0.05
