@@ -99,3 +99,36 @@ def test_hand_written_bvh_imports_and_scores():
     assert 0.005 < res.scale < 0.015 and res.error_m.mean() < 0.08
     report = rlpf.score([res.clip], world="humanoid")
     assert len(report.clips) == 1 and np.isfinite(report.clips[0].score)
+
+
+def test_euler_order_is_the_channel_order(tmp_path):
+    """Rotation channels compose in the order listed (intrinsic): XYZ is Rx @ Ry @ Rz."""
+    from scipy.spatial.transform import Rotation
+
+    p = tmp_path / "xyz.bvh"
+    p.write_text("HIERARCHY\nROOT a\n{\n OFFSET 0 0 0\n CHANNELS 6 Xposition Yposition Zposition Xrotation Yrotation Zrotation\n"
+                 " JOINT b\n {\n  OFFSET 0 0 0\n  CHANNELS 3 Yrotation Zrotation Xrotation\n  End Site\n  {\n   OFFSET 0 1 0\n  }\n }\n"
+                 " JOINT c\n {\n  OFFSET 1 2 3\n  CHANNELS 0\n }\n}\n"
+                 "MOTION\nFrames: 1\nFrame Time: 0.5\n1 2 3 30 40 50 10 20 70\n")
+    b = load_bvh(str(p))
+    pos, rot = forward_kinematics(b)
+    ra = Rotation.from_euler("XYZ", [30, 40, 50], degrees=True).as_matrix()
+    rb = Rotation.from_euler("YZX", [10, 20, 70], degrees=True).as_matrix()
+    assert np.allclose(ra, _rx(30) @ _ry(40) @ _rz(50))
+    assert np.allclose(rot[0, 0], ra) and np.allclose(rot[0, 1], ra @ rb)
+    assert np.allclose(pos[0, 2], [1, 2, 3] + ra @ [1, 2, 3]) and b.fps == 2.0
+
+
+def _rx(a):
+    c, s = np.cos(np.radians(a)), np.sin(np.radians(a))
+    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+
+
+def _ry(a):
+    c, s = np.cos(np.radians(a)), np.sin(np.radians(a))
+    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+
+
+def _rz(a):
+    c, s = np.cos(np.radians(a)), np.sin(np.radians(a))
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])

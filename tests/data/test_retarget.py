@@ -140,3 +140,19 @@ def test_bad_joint_inputs_are_refused(sim_clip, tmp_path, capsys):
     assert main(["import", str(good), "--out", str(tmp_path)]) == 2     # a directory
     assert main(["import", str(good), "--world", "ant", "--out", str(out)]) == 2
     assert "declares no keypoints" in capsys.readouterr().err
+
+
+def test_units_heading_and_offset_do_not_matter(sim_clip):
+    """The same motion in cm, turned 120 degrees about the vertical and moved: the same clip comes back,
+    turned and moved (scale from bone lengths, root orientation from the hips)."""
+    p, _ = R.robot_keypoints("humanoid", sim_clip.qpos[:12])
+    yaw = np.radians(120)
+    rz = np.array([[np.cos(yaw), -np.sin(yaw), 0], [np.sin(yaw), np.cos(yaw), 0], [0, 0, 1]])
+    shift = np.array([1.5, -2.0, 0.0])
+    moved = p @ rz.T + shift
+    res = R.retarget(100 * moved, sim_clip.fps)            # centimetres
+    assert res.scale == pytest.approx(0.01, rel=1e-6)
+    src = type(sim_clip)(sim_clip.qpos[:12].copy(), sim_clip.fps)
+    want = body_positions(src.qpos) @ rz.T + shift
+    e = np.linalg.norm(body_positions(res.clip.qpos) - want, axis=-1)
+    assert 100 * e.mean() < 2.0, 100 * e.mean()
