@@ -142,6 +142,11 @@ def test_worlds_bullet_cannot_simulate_are_refused_by_name(tmp_path):
         BulletTracker("pusher")
     with pytest.raises(TrackerError, match="pusher"):
         load_tracker("bullet", "pusher")
+    from rlpf.envs.worlds import registered_worlds
+
+    for name in [w for w in registered_worlds() if w.startswith("metaworld/")][:1]:   # a Meta-World arm
+        with pytest.raises(TrackerError, match=f"'{name}'.*no free root joint"):
+            BulletTracker(name)
     xml = tmp_path / "ballbot.xml"
     xml.write_text("""<mujoco><worldbody><geom name="floor" type="plane" size="5 5 .1"/>
       <body name="torso" pos="0 0 1"><freejoint name="root"/><geom name="torso" type="sphere" size=".1"/>
