@@ -4,10 +4,16 @@ doing the work. This module builds the parser from them and turns rlpf's own err
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from rlpf import __version__
-from rlpf.cli import (
+# Headless rendering by default (videos of rlpf track / train / control). MuJoCo 3.3 reads MUJOCO_GL
+# once, when it is first imported, and the command modules below import it (rlpf.judge.scoring), so
+# the default must be in place before them; a user's own MUJOCO_GL (osmesa, glfw) wins.
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+from rlpf import __version__  # noqa: E402
+from rlpf.cli import (  # noqa: E402
     control,
     data,
     eval_control,
