@@ -1,7 +1,7 @@
 """Cross-simulator tracking: the same clips tracked in MuJoCo (``--tracker pd``) and in Bullet (``--tracker bullet``).
 
     python experiments/cross_simulator.py [--n 20] [--seed 3000] [--worlds ant humanoid] [--workers 2]
-    python experiments/cross_simulator.py --clips base=runs/rlpf-ant/samples_base rlpf=runs/rlpf-ant/samples
+    python experiments/cross_simulator.py --no-simulated --clips base=RUN/samples/base.npz rlpf=RUN/samples/rlpf.npz
 
 Simulated groups (per world, seeds from ``--seed``; the tests use < 100, tracking_separation 1000+):
 
