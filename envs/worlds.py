@@ -247,7 +247,9 @@ def _metaworld_world(task: str) -> World:
         placements=placements,
         prepare="rlpf.envs.metaworld:prepare_model",
         pd_tracker="rlpf.policies.mocap_tracker:MocapTracker",   # the arm follows the mocap weld, not joint torques
-        # recorder / data: rlpf.data.metaworld_data (Meta-World's scripted experts), next commit
+        recorder="rlpf.data.metaworld_data:record_expert_clip",
+        # labelled data (Meta-World's scripted experts) for the tasks rlpf.data.metaworld_data.TASKS labels
+        data=f"rlpf.data.metaworld_data:SOURCES.{task.replace('-', '_')}" if task != "reach-v3" else None,
     )
 
 
@@ -621,6 +623,16 @@ def _compile(world: World) -> CompiledWorld:
         bound = np.inf
         if m.actuator_ctrllimited[a]:
             bound = gear * np.abs(m.actuator_ctrlrange[a]).max()
+        if m.actuator_biastype[a] == int(mujoco.mjtBias.mjBIAS_AFFINE) and m.actuator_gaintype[a] == int(mujoco.mjtGain.mjGAIN_FIXED):
+            # a position (servo) actuator: force = kp * ctrl + b0 + b1 * q, so ctrlrange bounds the
+            # set point, not the force (Meta-World's fingers: kp 400 N/m). Its largest force is at
+            # a corner of ctrlrange x the joint's range (inf for an unlimited joint); the velocity
+            # term (b2 * qdot, damping) only opposes motion and is left out.
+            if m.jnt_limited[j] and m.actuator_ctrllimited[a]:
+                g, b = m.actuator_gainprm[a, 0], m.actuator_biasprm[a]
+                bound = gear * max(abs(g * c + b[0] + b[1] * q) for c in m.actuator_ctrlrange[a] for q in m.jnt_range[j])
+            else:
+                bound = np.inf
         if m.actuator_forcelimited[a]:
             bound = min(bound, np.abs(m.actuator_forcerange[a]).max())
         if np.isfinite(bound) and bound > 0:

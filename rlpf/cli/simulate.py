@@ -48,12 +48,15 @@ def cmd_simulate(args) -> int:
     if unknown:
         print(f"rlpf simulate: unknown corruption {unknown}; choose from {sorted(corrupt.CORRUPTIONS)}", file=sys.stderr)
         return 2
+    record = None   # a world that records its own clips (World.recorder: its gym env and expert)
     if args.controller == "auto":  # the world's own scripted controller (World.controller), else random
         from rlpf.envs.worlds import resolve
 
         try:
             make = scripted.SmoothRandom if world.controller is None else \
                 resolve(world.controller, f"world {world.name!r}: controller")
+            if world.recorder is not None:
+                record = resolve(world.recorder, f"world {world.name!r}: recorder")
         except UnknownWorldError as e:
             print(f"rlpf simulate: {e}", file=sys.stderr)
             return 2
@@ -63,7 +66,11 @@ def cmd_simulate(args) -> int:
 
     check_output_dir(args.out)
     for i in tqdm(range(args.n), desc=f"simulating {world.name}", unit="clip", file=sys.stderr):
-        clip = simulate(world, make(), args.frames, seed=args.seed + i)
+        try:
+            clip = record(world, args.frames, args.seed + i) if record else simulate(world, make(), args.frames, seed=args.seed + i)
+        except ValueError as e:   # e.g. more frames than the world's episodes have
+            print(f"rlpf simulate: {e}", file=sys.stderr)
+            return 2
         save_clips(os.path.join(args.out, f"{file_stem(world)}_{i:03d}.npz"), clip)
         for kind in args.corrupt:
             try:

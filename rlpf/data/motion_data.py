@@ -117,6 +117,11 @@ class DataSource:
     """Applied to a recorded clip's qpos (e.g. ``canonical_start``: start at the origin facing +x)."""
     artifact_kinds: tuple[str, ...] = ("jitter",)
     """The ``rlpf.data.corrupt`` kinds ``add_artifacts`` draws for the world's clips by default."""
+    episode: Callable[[str, int, int], Clip] | None = None
+    """``episode(prompt, seed, frames) -> Clip`` that records a clip itself (through the world's gym env
+    and its expert, ``rlpf.data.metaworld_data``), its prompt measured; ``simulate_episode`` then
+    calls it instead of running ``controller`` in its own MuJoCo loop. Same contract: deterministic in
+    its arguments, RuntimeError when the simulation diverges."""
 
 
 class _Prompts(Mapping):
@@ -392,6 +397,8 @@ def simulate_episode(world: str, prompt: str, seed: int, frames: int = 64) -> Cl
     src = data_source(cw.world)
     if src is None:
         raise ValueError(f"no data generator for world {cw.name!r}; generated worlds are {sorted(PROMPTS)}")
+    if src.episode is not None:   # the world records its own episodes (its gym env and expert)
+        return src.episode(prompt, seed, frames)
     m = cw.model
     d = mujoco.MjData(m)
     rng = np.random.default_rng(seed)
