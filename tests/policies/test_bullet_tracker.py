@@ -166,3 +166,24 @@ def test_bad_clip_is_a_failed_track(trackers):
     sunk[:, 2] = 0.1                              # torso sphere (r = 0.25) 15 cm inside the floor
     r = trackers["ant"].track_one(Clip(qpos=sunk, fps=20.0, world="ant", source="sunk"))
     assert r.diverged and "inside the floor" in r.info["why"]
+
+
+def test_rlpf_score_and_track_take_bullet(ant_clips, tmp_path):
+    """`rlpf score --tracker pd --tracker bullet` reports both and their agreement; `rlpf track --tracker bullet` runs."""
+    import json
+
+    from rlpf.cli import main
+    from rlpf.core.clips import save_clips
+
+    clip_dir = tmp_path / "clips"
+    save_clips(str(clip_dir / "ant.npz"), [ant_clips[0], corrupt.levitate(ant_clips[0])])
+    out = tmp_path / "report.json"
+    assert main(["score", str(clip_dir), "--tracker", "pd", "--tracker", "bullet", "tracker_workers=1",
+                 "--quiet", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert [c["tracking"]["bullet"]["success"] for c in report["clips"]] == [True, False]
+    assert report["summary"]["trackers"]["bullet"]["success_rate"] == 0.5
+    assert report["summary"]["tracker_agreement"]["pd vs bullet"]["rate"] == 1.0
+    track_out = tmp_path / "track.json"
+    assert main(["track", str(clip_dir), "--tracker", "bullet", "--workers", "1", "--quiet", "--out", str(track_out)]) == 0
+    assert track_out.exists()
