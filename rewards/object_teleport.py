@@ -6,7 +6,7 @@ gives: restitution e <= 1 means the object's velocity relative to what strikes i
 the jump is at most 2 |v_before - v_toucher| (the robot's and the table's masses are effectively
 infinite; the table's velocity is 0), and a push that carries the object along brings it at most to
 the toucher's velocity, |v_toucher_after - v_before|. A joint limit stops an articulation like a
-static wall (2 |v_before|). Only touchers within ``object_analysis.CONTACT_BAND`` count. The excess
+static wall (2 |v_before|); its damper can only brake it (to rest at most). Only touchers within ``object_analysis.CONTACT_BAND`` count. The excess
 jump times dt is the displacement (m) off any path physics allows, read on the raw frames (smoothing
 would spread a jump over three).
 """
@@ -51,15 +51,18 @@ def object_teleport(clip, world):
         jump = np.linalg.norm(after - before, axis=1)
         worst = max(worst, float(np.maximum(jump - allowed, 0.0).max() * dt))
     raw = np.asarray(clip.qpos, float)
-    own_acc = _own_acceleration(world, raw, dt) if len(world.articulation_joints) else None
+    own_frc = _own_force(world, raw, dt) if len(world.articulation_joints) else None
     for a in range(len(world.articulation_joints)):
         j, dof, adr = int(world.articulation_joints[a]), int(world.articulation_dofs[a]), int(world.articulation_qpos[a])
         v = np.diff(raw[:, adr]) / dt                                     # joint units / s
         before, after = v[:-1], v[1:]
         robot = near(np.minimum(geo.art_robot[:, a], geo.art_object[:, a])[:, None], window=1)[:, 0][k]
         vt_b, vt_a = geo.art_robot_qvel[k - 1, a], geo.art_robot_qvel[np.minimum(k + 1, T - 1), a]
-        # the joint's own forces (spring, damper, gravity) over one frame, at the state before the jump
-        own = np.abs(own_acc[:, dof]) / geo.art_inertia[a] * dt
+        # the joint's own forces over one frame, at the state before the jump: spring and gravity as
+        # they are; the damper only brakes, so it can take away at most the velocity there was
+        damping = m.dof_damping[dof] * before
+        rest = np.abs(own_frc[:, dof] + damping) / geo.art_inertia[a] * dt
+        own = rest + np.minimum(np.abs(damping) / geo.art_inertia[a] * dt, np.abs(before))
         stop = np.zeros(len(k), bool)
         if m.jnt_limited[j]:
             lo, hi = m.jnt_range[j]
@@ -73,7 +76,7 @@ def object_teleport(clip, world):
     return worst
 
 
-def _own_acceleration(world, raw, dt):
+def _own_force(world, raw, dt):
     """[T-2, nv] force of each dof's own spring, damper and gravity (N or N m) at frames 1..T-2, from
     the raw position there and the velocity of the interval before (so a jump does not inflate its damping)."""
     mi = _geometry_model(world)
