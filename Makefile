@@ -32,7 +32,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PY) -m pip install -q torch==2.13.0
 	@# mujoco 4.0.0 (the old pin) came with mujoco-core / mujoco-studio, whose plugins break 3.3.0 when left behind
 	-$(PY) -m pip uninstall -q -y mujoco-core mujoco-studio 2>/dev/null
-	$(PY) -m pip install -q -e ".[dev,video]"
+	$(PY) -m pip install -q -e ".[dev,video,ray]"
 	touch $@
 
 bench: install

@@ -40,12 +40,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "tracking_success and tracking_error_m (object_divergence_m with objects) to the terms, "
                         "unweighted; a failed track makes the clip implausible. Repeat to compare trackers: the "
                         "first fills the terms, all appear in the summary with their agreement")
+    s.add_argument("--backend", metavar="local|ray",
+                   help="where the tracking pass runs: local processes (default) or ray actors (ray extra)")
+    s.add_argument("--address", metavar="HOST:PORT",
+                   help="Ray cluster for --backend ray (default RAY_ADDRESS, else a local Ray is started)")
     s.add_argument("--quiet", action="store_true", help="no table, no progress bar")
     s.set_defaults(overrides=[])
     s.set_defaults(func=cmd_score)
 
 
 def cmd_score(args) -> int:
+    import dataclasses
+
     from tqdm import tqdm
 
     from rlpf.core.clips import clip_files
@@ -66,12 +72,14 @@ def cmd_score(args) -> int:
         cfg.world = args.world
     if args.tracker:
         cfg.trackers = list(dict.fromkeys(args.tracker))
+    if args.backend is not None or args.address is not None:  # checked as the config fields are
+        cfg = dataclasses.replace(cfg, backend=args.backend or cfg.backend, address=args.address or cfg.address)
     if args.out:  # before the work: a report that cannot be written is known now, not after scoring
         check_output_file(args.out, inputs=paths)
     n_files = sum(1 for _ in clip_files(paths))
     with tqdm(total=None, unit="clip", desc="scoring", disable=args.quiet or n_files < 2, file=sys.stderr) as bar:
         report = score(paths, cfg.world, cfg.trackers, cfg.weights, cfg.thresholds, cfg.tracker_workers,
-                       progress=bar.update).to_json()
+                       progress=bar.update, backend=cfg.backend, address=cfg.address).to_json()
     written = write_or_rescue(args.out, report, "score") if args.out else True
     if not args.quiet:
         print(format_table(report))

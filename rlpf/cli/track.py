@@ -30,6 +30,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--size", type=int, default=256, metavar="PX", help="video panel size in pixels (default 256)")
     tr.add_argument("--out", help="write the JSON report here")
     tr.add_argument("--workers", type=int, default=None, help="tracking processes (default min(2, CPUs))")
+    tr.add_argument("--backend", default="local", metavar="local|ray",
+                    help="where the tracking workers run: local processes (default) or ray actors (ray extra)")
+    tr.add_argument("--address", metavar="HOST:PORT",
+                    help="Ray cluster for --backend ray (default RAY_ADDRESS, else a local Ray is started)")
     tr.add_argument("--quiet", action="store_true", help="no table, no progress bars")
     tr.set_defaults(func=cmd_track)
 
@@ -39,6 +43,7 @@ def cmd_track(args) -> int:
     from tqdm import tqdm
 
     from rlpf.core.clips import load_by_world
+    from rlpf.core.backend import check_backend
     from rlpf.core.errors import RLPFError
     from rlpf.core.outputs import EXIT_WRITE_FAILED, check_output_dir, check_output_file, write_or_rescue
     from rlpf.envs.worlds import get_world
@@ -53,6 +58,9 @@ def cmd_track(args) -> int:
         return fail("--max-videos must be >= 0 and --size >= 16")
     if args.world:
         get_world(args.world)
+    check_backend(args.backend)
+    if args.address is not None and args.backend != "ray":
+        return fail(f"--address {args.address!r} is for --backend ray (the local backend runs on this machine)")
     # outputs checked before any tracking: finished work must not meet an unwritable place
     if args.out:
         check_output_file(args.out, inputs=args.paths)
@@ -67,7 +75,8 @@ def cmd_track(args) -> int:
                 tracker = load_tracker(args.tracker, name)
             except RLPFError as e:  # a bug inside a tracker keeps its traceback
                 return fail(f"cannot load tracker {args.tracker!r} for world {name!r}: {e}")
-            results = tracker.track(clips, workers=args.workers, progress=bar.update)
+            results = tracker.track(clips, workers=args.workers, progress=bar.update, backend=args.backend,
+                                    address=args.address)
             tracked += [(c, r, name, track_report.result_entry(c, r, name)) for c, r in zip(clips, results)]
     if args.video and tracked and args.max_videos:
         from rlpf.viz.render import RenderError, render_tracking_video

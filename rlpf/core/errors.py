@@ -23,3 +23,8 @@ class CheckpointError(RLPFError, ValueError):
         super().__init__(f"{path}: {problem}")
         self.path = path
         self.problem = problem
+
+
+class BackendError(RLPFError, ValueError):
+    """A scoring backend that cannot be made (``rlpf.core.backend``): unknown name, ray not installed,
+    a Ray cluster that cannot be reached."""

@@ -61,8 +61,10 @@ class PhysicalFeedback:
     ``rlpf.register_world`` works too: the workers get its declaration, ``portable_world``).
     ``weights``: term -> weight (registered name, ``pkg.mod:obj`` path or entry point). ``tracker``:
     the tracker whose success is rewarded (a registered name such as ``pd`` or ``learned``, or a run
-    directory). ``workers`` 0 scores in this process. Use as a context manager (or call ``close``)
-    to stop the workers.
+    directory). ``workers`` 0 scores in this process. ``backend``: where the workers run, ``local``
+    processes or ``ray`` actors on the cluster at ``address`` (``rlpf.core.backend``; each worker
+    keeps its compiled world and tracker across chunks); a dead worker's chunk is excluded and
+    counted either way. Use as a context manager (or call ``close``) to stop the workers.
 
     With TRL: ``funcs, weights = feedback.reward_functions(codec)``, then
     ``GRPOTrainer(reward_funcs=funcs, args=GRPOConfig(reward_weights=weights, ...))`` - or
@@ -70,12 +72,20 @@ class PhysicalFeedback:
     """
 
     def __init__(self, world, weights: dict[str, float] | None = None, tracker: str = "pd",
-                 workers: int = 2, chunk: int = 8):
+                 workers: int = 2, chunk: int = 8, backend: str = "local", address: str | None = None):
         from rlpf.envs.worlds import get_world, portable_world
         from rlpf.rewards.registry import RewardError, get_reward
         from rlpf.judge.tracking import TrackerError, check_tracker_spec, portable_tracker
 
+        from rlpf.core.backend import BackendError, check_backend
+
         self.world, self.tracker, self.workers, self.chunk = world, tracker, int(workers), max(1, int(chunk))
+        try:
+            self.backend, self.address = check_backend(backend), address
+        except BackendError as e:
+            raise FeedbackError(str(e)) from None
+        if address is not None and backend != "ray":
+            raise FeedbackError(f"address {address!r} is for the ray backend; the local backend runs on this machine")
         self.weights = {k: float(v) for k, v in (DEFAULT_WEIGHTS if weights is None else weights).items()}
         for name, w in self.weights.items():
             if not math.isfinite(w):
@@ -232,16 +242,16 @@ class PhysicalFeedback:
     # ---- workers ---------------------------------------------------------------------------------
     def _get_pool(self):
         if self._pool is None:
-            from rlpf.core.pool import WorkerPool
+            from rlpf.core.backend import make_backend
 
-            self._pool = WorkerPool(self.workers, name="rlpf-scoring")
+            self._pool = make_backend(self.backend, self.workers, address=self.address, label="rlpf-scoring")
         return self._pool
 
     def _chunk_result(self, job, future) -> dict:
         """A chunk's scores. A chunk that failed as a whole - its worker died under it (killed, or a
         crash in native code, which no plugin isolation can catch), or it raised outside the per-clip
-        isolation - fails only its own clips: excluded, not fatal. The pool replaces a dead worker,
-        and the other workers' chunks are not affected (rlpf.core.pool)."""
+        isolation - fails only its own clips: excluded, not fatal. The backend replaces a dead worker,
+        and the other workers' chunks are not affected (rlpf.core.pool, rlpf.core.ray_backend)."""
         if future is None:
             return _score_chunk(job)
         outcome = future.result()

@@ -25,7 +25,7 @@ from rlpf.core.threads import configure_threads
 METHODS = ("rlpf", "sft_filter", "base")
 EVALUATION_FIELDS = ("eval_trackers", "eval_per_prompt", "eval_seed", "videos", "workers")
 """Fields that only change the evaluation: a finished run given new values is re-evaluated, not retrained."""
-INTRODUCED_FIELDS = {"grpo.overlap_scoring": False}
+INTRODUCED_FIELDS = {"grpo.overlap_scoring": False, "backend": "local", "backend_address": None}
 """Fields added after runs were made, with what those runs did (they scored each batch in turn)."""
 
 
@@ -68,6 +68,12 @@ class RLPFConfig:
     """Prompts rendered as generated-vs-tracked mp4s, before and after (0: none)."""
     workers: int = 2
     """Processes that score and track clips in parallel."""
+    backend: str = "local"
+    """Where the reward's scoring workers run: local (processes of this machine) or ray (one Ray actor
+    per worker, rlpf.core.backend); the rewards do not depend on it."""
+    backend_address: str | None = None
+    """Ray cluster of the ray backend (host:port, auto, ray://host:port); default RAY_ADDRESS, else a
+    local Ray is started."""
     seed: int = 0
     """Seed of fine-tuning."""
     threads: int = 1
@@ -85,6 +91,11 @@ class RLPFConfig:
             check(self, finite(w), f"weights.{name}", w, "a finite number")
         check(self, self.eval_per_prompt >= 1, "eval_per_prompt", self.eval_per_prompt, ">= 1")
         check(self, self.workers >= 0, "workers", self.workers, ">= 0 (0: in this process)")
+        from rlpf.core.backend import BACKENDS
+
+        check(self, self.backend in BACKENDS, "backend", self.backend, f"one of {', '.join(BACKENDS)}")
+        check(self, self.backend_address is None or self.backend == "ray", "backend_address", self.backend_address,
+              "null unless backend is ray (the local backend runs on this machine)")
         check(self, self.videos >= 0, "videos", self.videos, ">= 0")
         check(self, self.threads >= 0, "threads", self.threads, ">= 0")
 
@@ -229,7 +240,8 @@ def train_rlpf(cfg: RLPFConfig, run_dir: str, progress: bool = True) -> dict:
         from rlpf.finetune.grpo import finetune, log_history
 
         _say(f"RLPF: GRPO for {cfg.grpo.steps} steps, reward {cfg.weights} with tracker {cfg.tracker!r}")
-        with PhysicalFeedback(cfg.world, cfg.weights, cfg.tracker_spec(cfg.tracker), workers=cfg.workers) as fb:
+        with PhysicalFeedback(cfg.world, cfg.weights, cfg.tracker_spec(cfg.tracker), workers=cfg.workers,
+                              backend=cfg.backend, address=cfg.backend_address) as fb:
             tuned, training = finetune(base_model, fb, cfg.grpo, run_dir, seed=cfg.seed, progress=progress)
         training.update(step_time_breakdown(log_history(run_dir)))
     elif cfg.method == "sft_filter":

@@ -52,6 +52,12 @@ class ScoreConfig:
     clip implausible; all are compared in the summary. Empty: no tracking."""
     tracker_workers: int | None = None
     """Processes for the tracking pass (default min(2, CPUs))."""
+    backend: str = "local"
+    """Where the tracking pass runs: local (processes of this machine) or ray (one Ray actor per
+    worker, each building the tracker once; rlpf.core.backend). Same clips, same report."""
+    address: str | None = None
+    """Ray cluster of the ray backend (host:port, auto, ray://host:port); default RAY_ADDRESS, else a
+    local Ray is started."""
 
     def __post_init__(self):
         from rlpf.core.config import check, finite
@@ -66,6 +72,11 @@ class ScoreConfig:
             _check_threshold_term(name)
         check(self, self.tracker_workers is None or self.tracker_workers >= 1, "tracker_workers", self.tracker_workers,
               ">= 1 (or null for the default)")
+        from rlpf.core.backend import BACKENDS
+
+        check(self, self.backend in BACKENDS, "backend", self.backend, f"one of {', '.join(BACKENDS)}")
+        check(self, self.address is None or self.backend == "ray", "address", self.address,
+              "null unless backend is ray (the local backend runs on this machine)")
 
     def resolved_weights(self) -> dict[str, float]:
         """Every built-in physics term at -1/threshold, then the ``weights`` entries (changed or added);
@@ -198,7 +209,8 @@ class ScoreReport:
 
 
 def score(clips, world=None, trackers: Iterable = (), weights: dict | None = None,
-          thresholds: dict | None = None, workers: int | None = None, progress=None) -> ScoreReport:
+          thresholds: dict | None = None, workers: int | None = None, progress=None, backend: str = "local",
+          address: str | None = None) -> ScoreReport:
     """Score clips for physical plausibility: the Python API behind ``rlpf score``.
 
     ``clips``: a ``Clip``, a list of them, or paths of clip files / directories (as on the command
@@ -207,13 +219,15 @@ def score(clips, world=None, trackers: Iterable = (), weights: dict | None = Non
     and friends). ``weights`` / ``thresholds``: overrides, as ``weights.NAME=W`` on the command line
     (one weight changes, the others keep their defaults). In-memory clips are validated exactly as
     files are (and copied first: your arrays are never changed); a bad clip is an entry in
-    ``errors``, the others are scored.
+    ``errors``, the others are scored. ``backend`` / ``address``: where the tracking pass runs, local
+    processes or Ray actors (``ScoreConfig.backend``); the report does not depend on it.
     """
     from rlpf.core.clips import validate
 
     cfg = ScoreConfig(world=world if isinstance(world, str) or world is None else None,
                       weights=dict(weights or {}), thresholds=dict(thresholds or {}),
-                      trackers=[t for t in trackers if isinstance(t, str)], tracker_workers=workers)
+                      trackers=[t for t in trackers if isinstance(t, str)], tracker_workers=workers,
+                      backend=backend, address=address)
     objects = [t for t in trackers if not isinstance(t, str)]
     if isinstance(clips, (Clip, str, os.PathLike)):
         clips = [clips]
@@ -274,7 +288,7 @@ def _score_groups(by_world: dict, errors: list[dict], cfg: ScoreConfig, progress
     for name, clips in by_world.items():
         trackers = {label: load_tracker(spec, name) for label, spec in zip(names, specs)}
         for tracker in trackers.values():  # one parallel pass per world and tracker; plugins read its cache
-            track_clips(clips, tracker, workers=cfg.tracker_workers)
+            track_clips(clips, tracker, workers=cfg.tracker_workers, backend=cfg.backend, address=cfg.address)
         context = {"tracker": trackers[names[0]]} if trackers else {}
         for start in range(0, len(clips), 16):
             batch = clips[start:start + 16]

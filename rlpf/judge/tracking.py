@@ -164,22 +164,31 @@ class Tracker:
             return (type(self).__qualname__, id(self))
         return (f"{cls.__module__}.{cls.__qualname__}", repr(sorted(kwargs.items())))
 
-    def track(self, clips: Sequence[Clip], workers: int | None = None, progress=None) -> list[TrackResult]:
-        """Track every clip (in ``workers`` processes; default: up to 2); results keep the clip order."""
+    def track(self, clips: Sequence[Clip], workers: int | None = None, progress=None, backend: str = "local",
+              address: str | None = None) -> list[TrackResult]:
+        """Track every clip (in ``workers`` processes; default: up to 2); results keep the clip order.
+
+        ``backend``: where the workers run, ``local`` processes or ``ray`` actors (on the cluster at
+        ``address``, see ``rlpf.core.backend``); each worker builds this tracker once, from ``spec()``.
+        The local backend tracks one worker's worth in this process; the ray one always uses actors."""
+        from rlpf.core.backend import check_backend
+
+        check_backend(backend)
         clips = list(clips)
         workers = min(workers or min(2, os.cpu_count() or 1), len(clips)) if clips else 1
-        if workers <= 1:
+        if workers <= 1 and (backend == "local" or not clips):
             out = []
             for c in clips:
                 out.append(self.track_one(c))
                 if progress:
                     progress(1)
             return out
-        from rlpf.core.pool import WorkerPool
+        from rlpf.core.backend import make_backend
 
         cls, kwargs = self.spec()
         out = []
-        with WorkerPool(workers, initializer=_init_worker, initargs=(cls, kwargs), name="rlpf-tracking") as pool:
+        with make_backend(backend, workers, initializer=_init_worker, initargs=(cls, kwargs), address=address,
+                          label="rlpf-tracking") as pool:
             for clip, outcome in zip(clips, pool.imap(_track_in_worker, clips,
                                                       chunksize=max(1, len(clips) // (4 * workers)))):
                 # a worker that died (a crash in native code) fails the clips of its chunk, and only those
@@ -392,8 +401,10 @@ for _name, (_factory, _doc) in _BUILTIN_TRACKERS.items():
     register_tracker(_name, _factory, doc=_doc)
 
 
-def track_clips(clips: Sequence[Clip], tracker: Tracker, workers: int | None = None, progress=None) -> list[TrackResult]:
-    """``tracker``'s result for every clip, tracking (in parallel) only clips it has not tracked yet.
+def track_clips(clips: Sequence[Clip], tracker: Tracker, workers: int | None = None, progress=None,
+                backend: str = "local", address: str | None = None) -> list[TrackResult]:
+    """``tracker``'s result for every clip, tracking (in parallel, on ``backend``: ``Tracker.track``)
+    only clips it has not tracked yet.
 
     Results are cached in ``clip.cache[("tracking", *tracker.cache_key())]``: every reward plugin and
     report that asks again gets the same result without simulating again.
@@ -401,7 +412,8 @@ def track_clips(clips: Sequence[Clip], tracker: Tracker, workers: int | None = N
     key = ("tracking",) + tuple(tracker.cache_key())
     todo = [c for c in clips if key not in c.cache]
     if todo:
-        for clip, result in zip(todo, tracker.track(todo, workers=workers, progress=progress)):
+        for clip, result in zip(todo, tracker.track(todo, workers=workers, progress=progress, backend=backend,
+                                                             address=address)):
             clip.cache[key] = result
     return [c.cache[key] for c in clips]
 
