@@ -250,9 +250,7 @@ class BulletTracker(Tracker):
         self._root_vadr = int(m.jnt_dofadr[m.body_jntadr[cw.root_body]])
         self._scratch = mujoco.MjData(m)
 
-        fd, self._xml_path = tempfile.mkstemp(prefix=f"rlpf-bullet-{cw.name}-", suffix=".xml")
-        with os.fdopen(fd, "w") as f:
-            f.write(bullet_mjcf(cw))
+        self._xml = bullet_mjcf(cw)
         self._p = _pybullet()
         self._client = self._p.connect(self._p.DIRECT)
         self._load()
@@ -292,11 +290,17 @@ class BulletTracker(Tracker):
         p.setPhysicsEngineParameter(fixedTimeStep=float(m.opt.timestep), numSubSteps=0,
                                     deterministicOverlappingPairs=1, physicsClientId=c)
         flags = p.URDF_USE_INERTIA_FROM_FILE | p.URDF_USE_SELF_COLLISION
+        # loadMJCF reads a file: the rewritten MJCF lives on disk only while Bullet parses it
+        fd, path = tempfile.mkstemp(prefix=f"rlpf-bullet-{cw.name.replace(os.sep, '_')}-", suffix=".xml")
         try:
+            with os.fdopen(fd, "w") as f:
+                f.write(self._xml)
             with _quiet_stdio():
-                ids = p.loadMJCF(self._xml_path, flags=flags, physicsClientId=c)
+                ids = p.loadMJCF(path, flags=flags, physicsClientId=c)
         except p.error as e:
             raise TrackerError(f"world {cw.name!r}: pybullet.loadMJCF cannot load {model_path(cw.world)}: {e}") from None
+        finally:
+            os.remove(path)
         root_name = mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_BODY, cw.root_body)
         floor_name = cw.world.floor
         by_base = {p.getBodyInfo(b, physicsClientId=c)[0].decode(): b for b in ids}
@@ -409,16 +413,13 @@ class BulletTracker(Tracker):
                 f"fall_drop_m={self.fall_drop_m:g}, threshold_m={self.threshold_m:g})")
 
     def close(self) -> None:
-        """Disconnect from Bullet and remove the MJCF copy (also done when the tracker is collected)."""
+        """Disconnect from Bullet (also done when the tracker is collected)."""
         if getattr(self, "_client", None) is not None:
             try:
                 self._p.disconnect(physicsClientId=self._client)
             except Exception:  # noqa: BLE001 - already gone at interpreter exit
                 pass
             self._client = None
-        path = getattr(self, "_xml_path", None)
-        if path and os.path.exists(path):
-            os.remove(path)
 
     def __del__(self):
         self.close()
