@@ -111,7 +111,12 @@ def main():
     p.add_argument("--subsample", type=int, nargs="+", default=[1, 2, 4],
                    help="track every k-th frame copies: 80, 40 (rlpf.data.metaworld_data's rate), 20 fps")
     p.add_argument("--verbose", action="store_true")
+    p.add_argument("--held-out", type=int, default=0, metavar="N",
+                   help="instead: N clips per task from rlpf.data.metaworld_data.record_episode (40 fps, 64 "
+                        "frames, seeds from 2000, noise drawn 0-0.3) and rlpf.data.corrupt.OBJECT_CORRUPTIONS")
     args = p.parse_args()
+    if args.held_out:
+        return held_out(args)
 
     import rlpf
     from rlpf.policies.mocap_tracker import MocapTracker
@@ -154,6 +159,39 @@ def main():
     for task, ms in margins.items():
         print(f"{task:26s} valid clips' worst error / threshold: median {np.median(ms):.2f}, max {np.max(ms):.2f}")
     print(f"seconds per clip: {wall[:, 0].mean():.3f} (clips of {wall[:, 1].mean():.2f} s simulated)")
+
+
+def held_out(args):
+    """Clips and corruptions made by the project's data and corruption code (written independently of the tracker)."""
+    from rlpf.data.corrupt import OBJECT_CORRUPTIONS, CorruptionError
+    from rlpf.data.metaworld_data import record_episode
+    from rlpf.policies.mocap_tracker import MocapTracker
+
+    rows: dict[tuple[str, str], list[bool]] = {}
+    for task in args.tasks:
+        name = f"metaworld/{task}"
+        tracker = MocapTracker(name)     # record_episode places fixtures at the declared placement
+        for i in range(args.held_out):
+            clip = record_episode(name, 2000 + i, 64)
+            variants = {"valid": clip}
+            for kind, fn in OBJECT_CORRUPTIONS.items():
+                try:
+                    variants[kind] = fn(clip)
+                except CorruptionError:
+                    pass
+            for kind, c in variants.items():
+                r = tracker.track_one(c)
+                rows.setdefault((task, kind), []).append(r.success)
+                if args.verbose:
+                    print(f"{task} {i} {kind:22s} {r.success} "
+                          f"{ {k: round(v['max_error_m'], 4) for k, v in r.info['objects'].items()} }", flush=True)
+    print(f"\n{'task':26s} {'kind':22s} success")
+    for (task, kind), ok in rows.items():
+        print(f"{task:26s} {kind:22s} {np.mean(ok):.2f} ({sum(ok)}/{len(ok)})")
+    valid = [x for (t, k), ok in rows.items() if k == "valid" for x in ok]
+    bad = [x for (t, k), ok in rows.items() if k != "valid" for x in ok]
+    print(f"\nheld-out valid: {np.mean(valid):.3f} ({sum(valid)}/{len(valid)}); "
+          f"corrupted: {np.mean(bad):.3f} ({sum(bad)}/{len(bad)})")
 
 
 if __name__ == "__main__":
