@@ -48,6 +48,13 @@ def bad_init():
     raise RuntimeError("no tracker here")
 
 
+def segfault(after=0.0):
+    import ctypes
+
+    time.sleep(after)
+    ctypes.string_at(0)  # reads address 0: SIGSEGV, as a clip crashing MuJoCo natively would
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     """One local Ray of 2 CPUs for the module (starting one costs seconds), loopback only."""
@@ -136,6 +143,16 @@ def test_killed_ray_actor_fails_only_its_chunk_and_is_replaced(local_ray):
         assert pool.restarts == 1 and victim not in pool.pids and len(pool.pids) == 2
         # the next batch runs on the replacement and the survivor
         assert [o.value for o in pool.map(square_after, range(4))] == [0, 1, 4, 9]
+
+
+def test_a_chunk_that_crashes_natively_on_ray_fails_only_itself(local_ray):
+    with make_backend("ray", 2) as pool:
+        crash = pool.submit(segfault, 0.2)
+        others = [pool.submit(square_after, x, 0.1) for x in range(4)]
+        outcome = crash.result(timeout=120)
+        assert outcome.died and "died" in outcome.error
+        assert [f.result(timeout=120).value for f in others] == [0, 1, 4, 9]
+        assert pool.restarts == 1 and len(pool.pids) == 2
 
 
 def _no_timings(report: dict) -> dict:
