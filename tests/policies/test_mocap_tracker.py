@@ -120,3 +120,11 @@ def test_rlpf_track_with_pd_on_a_metaworld_clip_reports_the_objects(push, tmp_pa
     ok, bad = json.loads(out.read_text())["clips"]
     assert (ok["success"], ok["objects_tracked"], bad["success"], bad["objects_tracked"]) == (True, True, False, False)
     assert bad["objects"]["obj"]["max_error_m"] > bad["objects"]["obj"]["threshold_m"] == 0.05
+
+
+def test_a_bad_pd_tracker_declaration_is_refused_at_registration():
+    from rlpf.envs.worlds import WorldRegistryError, get_world, register_world
+
+    bad = dataclasses.replace(get_world("metaworld/push-v3"), name="t_bad_mw", pd_tracker="no_colon")
+    with pytest.raises(WorldRegistryError, match="pd_tracker"):
+        register_world("t_bad_mw", bad)
