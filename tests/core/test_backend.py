@@ -204,3 +204,16 @@ def test_feedback_refuses_unknown_backend():
 
     with pytest.raises(FeedbackError, match="local, ray"):
         PhysicalFeedback("ant", {"tracking_success": 1.0}, backend="spark")
+
+
+def test_training_config_backend_fields():
+    """``backend: ray`` in an ``rlpf train`` config reaches PhysicalFeedback; a bad one is refused by name."""
+    from rlpf.core.config import ConfigError
+    from rlpf.finetune.pipeline import RLPFConfig
+
+    cfg = RLPFConfig(backend="ray", backend_address="127.0.0.1:6379")
+    assert (cfg.backend, cfg.backend_address) == ("ray", "127.0.0.1:6379")
+    with pytest.raises(ConfigError, match="backend.*local, ray"):
+        RLPFConfig(backend="dask")
+    with pytest.raises(ConfigError, match="backend_address"):
+        RLPFConfig(backend_address="127.0.0.1:6379")
