@@ -187,3 +187,26 @@ def test_rlpf_score_and_track_take_bullet(ant_clips, tmp_path):
     track_out = tmp_path / "track.json"
     assert main(["track", str(clip_dir), "--tracker", "bullet", "--workers", "1", "--quiet", "--out", str(track_out)]) == 0
     assert track_out.exists()
+
+
+def test_self_collisions_follow_mujocos_rule(trackers):
+    """Crossed legs touch in both engines (Bullet's importer alone would collide nothing or everything);
+    no body ever collides with its parent (MuJoCo's filterparent)."""
+    tr = trackers["humanoid"]
+    m, p, c = tr.cw.model, tr._p, tr._client
+    q = m.qpos0.copy()
+    q[2] = 2.0
+    for name, val in (("right_hip_x", 0.087), ("left_hip_x", 0.087), ("right_hip_z", 0.6), ("left_hip_z", 0.6)):
+        q[m.jnt_qposadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, name)]] = val
+    tr.set_qpos(q)
+    p.performCollisionDetection(physicsClientId=c)
+    body_of = {link: b for b, link in tr._link_of_body.items()}
+    bullet = {frozenset((body_of[x[3]], body_of[x[4]])) for x in p.getContactPoints(tr._robot, tr._robot, physicsClientId=c)
+              if x[8] < 0}
+    d = mujoco.MjData(m)
+    d.qpos[:] = q
+    mujoco.mj_forward(m, d)
+    touching = {frozenset((m.geom_bodyid[d.contact.geom1[i]], m.geom_bodyid[d.contact.geom2[i]])) for i in range(d.ncon)
+                if d.contact.dist[i] < 0}
+    assert touching and touching <= bullet, (touching, bullet)
+    assert all(m.body_parentid[a] != b and m.body_parentid[b] != a for a, b in map(tuple, bullet))
