@@ -695,6 +695,13 @@ ARTIFACT_RANGES: dict[str, tuple[float, float]] = {
     "jitter": (0.015, 0.03),      # m (and rad) of per-frame noise on every coordinate
     "bend_joint": (0.4, 0.7),     # rad past the joint's limit
     "move_object": (0.15, 0.3),   # m the object slides untouched           (object_unexplained_mps > 0.1)
+    # manipulation worlds (rlpf.data.corrupt's object kinds; the first argument of each)
+    "levitate_object": (0.05, 0.15),      # m the free object rises and stays up with nothing holding it
+    "sink_object": (0.015, 0.03),         # m the object is lowered into the table (object_in_support_m > 0.01)
+    "slide_object": (0.08, 0.2),          # m the object slides untouched before the hand arrives
+    "teleport_object": (0.05, 0.1),       # m jump (an articulation: a quarter of its range)
+    "move_articulation": (0.3, 0.6),      # fraction of the joint's range it moves on its own
+    "pass_through_gripper": (0.2, 0.4),   # the clip fraction where the object starts moving onto a finger pad
 }
 """Magnitude range drawn per corrupted clip, chosen where the scorer flags the artifact."""
 
