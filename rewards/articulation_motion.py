@@ -23,7 +23,7 @@ THRESHOLD = 0.1
 valid Meta-World clips measure below 0.01 m/s (untouched joints follow their own dynamics)."""
 
 
-@register("articulation_unexplained_mps", threshold=THRESHOLD, unit="m/s", physics=True)
+@register("articulation_unexplained_mps", threshold=THRESHOLD, unit="m/s", physics=True, needs=("articulations",))
 @per_clip
 def articulation_unexplained(clip, world):
     """Velocity change of untouched articulations that their spring, damper, gravity and limits do not explain (m/s)."""

@@ -19,7 +19,7 @@ object in the air falls at exactly g, which the [1,2,1] smoothing keeps: it leav
 second difference unchanged)."""
 
 
-@register("object_levitation_mps", threshold=THRESHOLD, unit="m/s", physics=True)
+@register("object_levitation_mps", threshold=THRESHOLD, unit="m/s", physics=True, needs=("objects",))
 @per_clip
 def object_levitation(clip, world):
     """Velocity change of unsupported free objects that free fall does not explain (m/s, worst object)."""

@@ -5,7 +5,7 @@ from rlpf.rewards.analysis import analyze
 from rlpf.rewards.registry import per_clip, register
 
 
-@register("object_unexplained_mps", threshold=0.1, unit="m/s", physics=True)
+@register("object_unexplained_mps", threshold=0.1, unit="m/s", physics=True, needs=("objects",))
 @per_clip
 def object_unexplained(clip, world):
     """Total velocity change of untouched objects that coasting cannot explain (m/s).

@@ -14,9 +14,14 @@ ROBOT_TOLERANCE = 0.01
 measured on valid Meta-World expert clips (the pads' kp = 400 position actuators against the
 object's solimp 0.99); 1 cm is above that and well below a pass-through, which buries a pad a whole
 object radius (2 cm for Meta-World's puck) deep."""
+RESISTING_MASS_KG = 1e-3
+"""kg: objects lighter than this are not judged for robot penetration. MuJoCo's soft contact force
+scales with the mass it moves, so an object this light cannot push back on the arm: in valid
+simulation MuJoCo itself sinks the Pusher-v5 arm 5.6 cm into that world's 7.9e-6 kg object. Meta-World's
+puck weighs 0.75 kg."""
 
 
-@register("object_in_support_m", threshold=0.01, unit="m", physics=True)
+@register("object_in_support_m", threshold=0.01, unit="m", physics=True, needs=("objects", "supports"))
 @per_clip
 def object_in_support(clip, world):
     """Deepest penetration of a free object into a support surface, beyond a 5 mm tolerance (m)."""
@@ -26,11 +31,14 @@ def object_in_support(clip, world):
     return float(np.maximum(-geo.obj_support - SUPPORT_TOLERANCE, 0.0).max())
 
 
-@register("robot_object_penetration_m", threshold=0.005, unit="m", physics=True)
+@register("robot_object_penetration_m", threshold=0.005, unit="m", physics=True, needs=("objects",))
 @per_clip
 def robot_object_penetration(clip, world):
     """Deepest penetration of the robot into a free object, beyond a 1 cm soft-contact tolerance (m)."""
     if not len(world.object_bodies) or not len(world.robot_geoms):
         return None
+    judged = world.model.body_mass[world.object_bodies] >= RESISTING_MASS_KG
+    if not judged.any():
+        return None
     geo = object_geometry(clip, world)
-    return float(np.maximum(-geo.obj_robot - ROBOT_TOLERANCE, 0.0).max())
+    return float(np.maximum(-geo.obj_robot[:, judged] - ROBOT_TOLERANCE, 0.0).max())

@@ -23,7 +23,7 @@ difference by ~sqrt(6) sigma (2.5 mm at 1 mm noise); valid simulated clips measu
 jump is a teleport at any frame rate."""
 
 
-@register("object_teleport_m", threshold=THRESHOLD, unit="m", physics=True)
+@register("object_teleport_m", threshold=THRESHOLD, unit="m", physics=True, needs=("objects|articulations",))
 @per_clip
 def object_teleport(clip, world):
     """Largest one-frame jump of a free object or articulation beyond what gravity and contacts allow (m)."""

@@ -48,6 +48,18 @@ class RewardInfo:
     doc: str = ""
     physics: bool = False
     """Part of the default physics score."""
+    needs: tuple[str, ...] = ()
+    """Scene parts the term judges (``SCENE_PARTS`` keys; ``"a|b"``: either will do): a world without
+    one of them gets None from it, so training does not log it there (``applies``)."""
+
+
+SCENE_PARTS = {"objects": "object_bodies", "articulations": "articulation_joints", "supports": "support_geoms"}
+"""What a term may need, and the CompiledWorld index array that holds it."""
+
+
+def applies(info: RewardInfo, cw) -> bool:
+    """Whether the term can say anything about clips of compiled world ``cw``."""
+    return all(any(len(getattr(cw, SCENE_PARTS[p], ())) > 0 for p in need.split("|")) for need in info.needs)
 
 
 _REGISTRY: dict[str, RewardInfo] = {}
@@ -55,13 +67,16 @@ _BUILTINS_LOADED = False
 
 
 def register(name: str | None = None, *, threshold: float | None = None, unit: str = "",
-             physics: bool = False) -> Callable[[RewardFn], RewardFn]:
+             physics: bool = False, needs: tuple[str, ...] = ()) -> Callable[[RewardFn], RewardFn]:
     """Decorator: make ``fn`` available to configs and the CLI under ``name`` (default: its __name__)."""
 
     def deco(fn: RewardFn) -> RewardFn:
         key = name or fn.__name__
         doc = (fn.__doc__ or "").strip().split("\n")[0]
-        _REGISTRY[key] = RewardInfo(key, fn, threshold, unit, doc, physics)
+        unknown = {p for need in needs for p in need.split("|")} - set(SCENE_PARTS)
+        if unknown:
+            raise RewardError(key, f"needs {sorted(unknown)}: a term may need {sorted(SCENE_PARTS)}")
+        _REGISTRY[key] = RewardInfo(key, fn, threshold, unit, doc, physics, tuple(needs))
         return fn
 
     return deco

@@ -36,20 +36,23 @@ class FeedbackError(RLPFError, ValueError):
     """A reward configuration that cannot work (unknown term or tracker) - raised before any training."""
 
 
-OBJECT_TERMS = ("object_unexplained_mps", "object_divergence_m")
 """Terms about movable objects: computed only in worlds that have objects."""
 
 
 def logged_terms(weights: dict[str, float], world: str) -> list[str]:
     """Every term computed and logged: the weighted ones, then tracking, alignment and the physics
-    terms that apply to ``world``."""
+    terms that apply to ``world`` (``rlpf.rewards.registry.applies``: no object terms for the ant)."""
     from rlpf.envs.worlds import compile_world
-    from rlpf.rewards.registry import physics_terms
+    from rlpf.rewards.registry import applies, physics_terms
 
-    has_objects = len(compile_world(world).object_bodies) > 0
+    cw = compile_world(world)
     names = list(weights)
-    for extra in ("tracking_success", "tracking_error_m", "alignment", *physics_terms(), "object_divergence_m"):
-        if extra not in names and (has_objects or extra not in OBJECT_TERMS):
+    extras = ["tracking_success", "tracking_error_m", "alignment",
+              *(name for name, info in physics_terms().items() if applies(info, cw))]
+    if len(cw.object_bodies):
+        extras.append("object_divergence_m")
+    for extra in extras:
+        if extra not in names:
             names.append(extra)
     return names
 

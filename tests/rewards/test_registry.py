@@ -438,3 +438,20 @@ def test_per_clip_adapter_accepts_world_name_or_compiled(plugins):
     clips = _clips(2)
     assert call_reward(info, clips, world="ant") == [18.0, 18.0]
     assert call_reward(info, clips, world=compile_world("humanoid"), prompts=["x", "y"]) == [27.0, 27.0]
+
+
+def test_terms_declare_the_scene_parts_they_judge():
+    """A term that needs objects says nothing about the ant, so training does not log it there."""
+    from rlpf.envs.worlds import compile_world
+    from rlpf.finetune.feedback import logged_terms
+    from rlpf.rewards.registry import RewardError, applies, get_reward, register
+
+    assert not applies(get_reward("object_levitation_mps"), compile_world("ant"))
+    assert applies(get_reward("object_levitation_mps"), compile_world("metaworld/push-v3"))
+    assert applies(get_reward("object_teleport_m"), compile_world("metaworld/drawer-open-v3"))   # either part
+    assert not applies(get_reward("articulation_unexplained_mps"), compile_world("metaworld/push-v3"))
+    ant = logged_terms({"tracking_success": 1.0}, "ant")
+    assert "skate_mps" in ant and not any(t.startswith(("object_", "articulation_", "robot_object")) for t in ant)
+    assert "object_levitation_mps" in logged_terms({"tracking_success": 1.0}, "metaworld/push-v3")
+    with pytest.raises(RewardError, match="needs \\['wheels'\\]"):
+        register("t_bad_needs", needs=("wheels",))(lambda clips, world: [0.0] * len(clips))
