@@ -35,7 +35,7 @@ def main():
     import ray
 
     t0 = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     print(f"local Ray (2 CPUs) started in {time.perf_counter() - t0:.1f} s (once per process, not in the timings)")
 
     rows, reports = [], {}

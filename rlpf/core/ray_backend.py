@@ -90,7 +90,8 @@ def connect(address: str | None, workers: int) -> None:
     if ray.is_initialized():
         return
     if address is None:
-        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        # "local": a new instance, never a stale `ray start` cluster Ray would otherwise look for
+        ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False)
         return
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)

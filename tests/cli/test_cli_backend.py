@@ -18,7 +18,7 @@ CLIPS = [os.path.join(EXAMPLES_DIR, name) for name in ("ant_valid.npz", "ant_flo
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         yield
     finally:

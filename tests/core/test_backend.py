@@ -61,7 +61,7 @@ def local_ray():
     old = os.environ.get("PYTHONPATH")
     # Ray's workers are fresh interpreters started by the raylet, which inherits this environment
     os.environ["PYTHONPATH"] = os.pathsep.join([HERE] + ([old] if old else []))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         yield
     finally:
