@@ -112,3 +112,16 @@ def test_articulated_world_has_no_free_object_terms(drawer):
     entry = _terms(clip, world)
     assert "object_levitation_mps" not in entry["terms"] and "articulation_unexplained_mps" in entry["terms"]
     assert compile_world(world).articulation_joints.size == 1
+
+
+def test_a_one_frame_depth_is_not_a_penetration():
+    """mj_geomDistance can report a resting object deep inside its support on a single frame; a real
+    penetration lasts, so the terms count depths that persist for PERSIST_FRAMES frames."""
+    from rlpf.rewards.object_penetration import PERSIST_FRAMES, persistent_depth
+
+    depth = np.zeros((10, 1))
+    depth[4] = 0.3                                   # one frame: the distance query's glitch
+    assert persistent_depth(depth).max() == 0.0
+    depth[6:6 + PERSIST_FRAMES] = 0.05               # a sunk object stays sunk
+    assert persistent_depth(depth).max() == pytest.approx(0.05)
+    assert persistent_depth(np.zeros((2, 1))).shape == (0, 1)
