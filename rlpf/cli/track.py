@@ -75,8 +75,11 @@ def cmd_track(args) -> int:
                 tracker = load_tracker(args.tracker, name)
             except RLPFError as e:  # a bug inside a tracker keeps its traceback
                 return fail(f"cannot load tracker {args.tracker!r} for world {name!r}: {e}")
-            results = tracker.track(clips, workers=args.workers, progress=bar.update, backend=args.backend,
-                                    address=args.address)
+            # the backend only when one is asked for: a tracker that overrides track() with the
+            # plain (clips, workers, progress) signature keeps working on the default local pool
+            where = {"backend": args.backend, "address": args.address} \
+                if args.backend != "local" or args.address else {}
+            results = tracker.track(clips, workers=args.workers, progress=bar.update, **where)
             tracked += [(c, r, name, track_report.result_entry(c, r, name)) for c, r in zip(clips, results)]
     if args.video and tracked and args.max_videos:
         from rlpf.viz.render import RenderError, render_tracking_video
