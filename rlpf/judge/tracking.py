@@ -412,8 +412,10 @@ def track_clips(clips: Sequence[Clip], tracker: Tracker, workers: int | None = N
     key = ("tracking",) + tuple(tracker.cache_key())
     todo = [c for c in clips if key not in c.cache]
     if todo:
-        for clip, result in zip(todo, tracker.track(todo, workers=workers, progress=progress, backend=backend,
-                                                             address=address)):
+        # the backend only when one is asked for: a tracker overriding track() with the plain
+        # (clips, workers, progress) signature keeps working on the default local pool
+        where = {"backend": backend, "address": address} if backend != "local" or address else {}
+        for clip, result in zip(todo, tracker.track(todo, workers=workers, progress=progress, **where)):
             clip.cache[key] = result
     return [c.cache[key] for c in clips]
 
