@@ -47,7 +47,6 @@ Outcomes (``TrackResult``):
 """
 from __future__ import annotations
 
-import contextlib
 import time
 
 import mujoco
@@ -57,6 +56,7 @@ from rlpf.core.clips import Clip
 from rlpf.core.errors import RLPFError
 from rlpf.envs.worlds import CompiledWorld, UnknownWorldError, World, compile_world, get_world, portable_world
 from rlpf.judge.tracking import Tracker, TrackResult
+from rlpf.policies.pd_tracker import _quiet_mujoco
 
 OBJECT_THRESHOLD_M = 0.05
 """m: a free object the simulation leaves farther than this from where the clip puts it did not move
@@ -198,11 +198,10 @@ class MocapTracker(Tracker):
 
     def track_one(self, clip: Clip) -> TrackResult:
         t0 = time.perf_counter()
-        cw, m = self.cw, self.cw.model
         raw = self._check(clip)
         T = len(raw)
         if T < 2 or not np.isfinite(raw).all() or not (np.isfinite(clip.fps) and clip.fps > 0):
-            return self._failed(clip, max(T, 1), f"not a finite [T >= 2] clip at a positive fps")
+            return self._failed(clip, max(T, 1), "not a finite [T >= 2] clip at a positive fps")
         with _quiet_mujoco():
             qpos, why = self._rollout(raw, float(clip.fps))
         body_sim, hand_sim, items_sim = self._measure(qpos)
@@ -345,14 +344,3 @@ def _descends(m: mujoco.MjModel, body: int, ancestor: int) -> bool:
             return True
         body = m.body_parentid[body]
     return ancestor == 0
-
-
-@contextlib.contextmanager
-def _quiet_mujoco():
-    """Silence MuJoCo's 'simulation is unstable' print-outs (divergence is read from ``d.warning``)."""
-    previous = mujoco.get_mju_user_warning()
-    mujoco.set_mju_user_warning(lambda msg: None)
-    try:
-        yield
-    finally:
-        mujoco.set_mju_user_warning(previous)

@@ -202,7 +202,42 @@ class _Worker:
         self.dead = False
 
 
-class WorkerPool:
+class ChunkedMap:
+    """``imap`` / ``map`` over ``self.submit``, shared by every backend (this pool, Ray's actors)."""
+
+    def imap(self, fn: Callable, items: Iterable, chunksize: int = 1) -> Iterator[Outcome]:
+        """``fn(item)`` for every item, in chunks of ``chunksize``: one ``Outcome`` per item, in item
+        order. An item's exception fails that item; a dying worker fails the items of its chunk.
+        Everything is queued at once; closing the iterator early drops the chunks not yet started."""
+        items = list(items)
+        chunksize = max(1, int(chunksize))
+        chunks = [items[i:i + chunksize] for i in range(0, len(items), chunksize)]
+        futures = [self.submit(_run_items, fn, chunk) for chunk in chunks]
+
+        def results():
+            try:
+                for chunk, future in zip(chunks, futures):
+                    outcome = future.result()
+                    if not outcome.ok:
+                        for _ in chunk:
+                            yield Outcome(error=outcome.error, died=outcome.died, traceback=outcome.traceback,
+                                          exception=outcome.exception)
+                        continue
+                    for r in outcome.value:
+                        yield Outcome(value=r[1]) if r[0] == "ok" else \
+                            Outcome(error=r[1], traceback=r[2], exception=r[3])
+            finally:
+                for future in futures:
+                    future.cancel()
+
+        return results()
+
+    def map(self, fn: Callable, items: Iterable, chunksize: int = 1) -> list[Outcome]:
+        """``list(imap(...))``."""
+        return list(self.imap(fn, items, chunksize))
+
+
+class WorkerPool(ChunkedMap):
     """``workers`` processes running chunks of work (module docstring: semantics, start method)."""
 
     def __init__(self, workers: int, initializer: Callable | None = None, initargs: Sequence = (),
@@ -243,37 +278,6 @@ class WorkerPool:
             self._pending.append((next(self._ids), blob, future, False))
             self._wake()
         return future
-
-    def imap(self, fn: Callable, items: Iterable, chunksize: int = 1) -> Iterator[Outcome]:
-        """``fn(item)`` for every item, in chunks of ``chunksize``: one ``Outcome`` per item, in item
-        order. An item's exception fails that item; a dying worker fails the items of its chunk.
-        Everything is queued at once; closing the iterator early drops the chunks not yet started."""
-        items = list(items)
-        chunksize = max(1, int(chunksize))
-        chunks = [items[i:i + chunksize] for i in range(0, len(items), chunksize)]
-        futures = [self.submit(_run_items, fn, chunk) for chunk in chunks]
-
-        def results():
-            try:
-                for chunk, future in zip(chunks, futures):
-                    outcome = future.result()
-                    if not outcome.ok:
-                        for _ in chunk:
-                            yield Outcome(error=outcome.error, died=outcome.died, traceback=outcome.traceback,
-                                          exception=outcome.exception)
-                        continue
-                    for r in outcome.value:
-                        yield Outcome(value=r[1]) if r[0] == "ok" else \
-                            Outcome(error=r[1], traceback=r[2], exception=r[3])
-            finally:
-                for future in futures:
-                    future.cancel()
-
-        return results()
-
-    def map(self, fn: Callable, items: Iterable, chunksize: int = 1) -> list[Outcome]:
-        """``list(imap(...))``."""
-        return list(self.imap(fn, items, chunksize))
 
     @property
     def pids(self) -> list[int]:

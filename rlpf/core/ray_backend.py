@@ -34,12 +34,12 @@ import threading
 import traceback
 from concurrent.futures import Future
 from multiprocessing.reduction import ForkingPickler
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import ray
 
 from rlpf.core.errors import BackendError
-from rlpf.core.pool import Outcome, PoolError, STARTUP_DEATHS, _picklable, _run_items
+from rlpf.core.pool import ChunkedMap, Outcome, PoolError, STARTUP_DEATHS, _picklable
 
 CONNECT_TIMEOUT_S = 3.0
 """How long the TCP probe of a ``host:port`` address waits: a reachable head answers on loopback or
@@ -118,7 +118,7 @@ def _probe(address: str) -> None:
                            "unset to start a local Ray") from None
 
 
-class RayBackend:
+class RayBackend(ChunkedMap):
     """``workers`` Ray actors running chunks (module docstring: mapping, connecting)."""
 
     def __init__(self, workers: int, initializer: Callable | None = None, initargs: Sequence = (),
@@ -164,33 +164,6 @@ class RayBackend:
             self._pending.append((blob, future))
         self._wake.set()
         return future
-
-    def imap(self, fn: Callable, items: Iterable, chunksize: int = 1) -> Iterator[Outcome]:
-        items = list(items)
-        chunksize = max(1, int(chunksize))
-        chunks = [items[i:i + chunksize] for i in range(0, len(items), chunksize)]
-        futures = [self.submit(_run_items, fn, chunk) for chunk in chunks]
-
-        def results():
-            try:
-                for chunk, future in zip(chunks, futures):
-                    outcome = future.result()
-                    if not outcome.ok:
-                        for _ in chunk:
-                            yield Outcome(error=outcome.error, died=outcome.died, traceback=outcome.traceback,
-                                          exception=outcome.exception)
-                        continue
-                    for r in outcome.value:
-                        yield Outcome(value=r[1]) if r[0] == "ok" else \
-                            Outcome(error=r[1], traceback=r[2], exception=r[3])
-            finally:
-                for future in futures:
-                    future.cancel()
-
-        return results()
-
-    def map(self, fn: Callable, items: Iterable, chunksize: int = 1) -> list[Outcome]:
-        return list(self.imap(fn, items, chunksize))
 
     @property
     def pids(self) -> list[int]:
