@@ -95,11 +95,15 @@ from rlpf.judge.tracking import (
     Tracker,
     TrackerError,
     TrackResult,
-    fall_drop_m as world_fall_drop_m,
     fell_frames,
-    success_threshold,
 )
-from rlpf.policies.pd_tracker import MAX_SPEED, START_PENETRATION_M, joint_inertia, robot_bodies, world_gains
+from rlpf.policies.pd_tracker import (
+    MAX_SPEED,
+    START_PENETRATION_M,
+    joint_inertia,
+    robot_bodies,
+    tracker_settings,
+)
 from rlpf.rewards.analysis import smoothed_kinematics
 
 KINEMATICS_TOLERANCE_M = 1e-3
@@ -221,15 +225,9 @@ class BulletTracker(Tracker):
         self._spec_world = portable_world(world)
         cw, m = self.cw, self.cw.model
         self._check_world()
-        gains = world_gains(cw.world)
-        self.kp = float(gains["kp"] if kp is None else kp)
-        self.kd = float(gains["kd"] if kd is None else kd)
-        if self.kp < 0 or self.kd < 0:
-            raise ValueError(f"BulletTracker: gains must be non-negative, got kp={self.kp}, kd={self.kd}")
-        self.torque_scale = None if torque_scale is None else float(torque_scale)
-        self._root_qadr = int(m.jnt_qposadr[m.body_jntadr[cw.root_body]])
-        self.fall_drop_m = float(world_fall_drop_m(cw.world, m, self._root_qadr) if fall_drop_m is None else fall_drop_m)
-        self.threshold_m = float(success_threshold(cw.world) if threshold_m is None else threshold_m)
+        # _check_world refused a world without a floating root, so the root address is real
+        self.kp, self.kd, self.torque_scale, self.fall_drop_m, self.threshold_m, self._root_qadr = \
+            tracker_settings(cw, kp, kd, torque_scale, fall_drop_m, threshold_m, "BulletTracker")
 
         # every hinge but the root: qpos address, dof, passive terms; the actuated ones with torque limits
         hinges = [j for j in range(m.njnt) if j != m.body_jntadr[cw.root_body]]

@@ -102,17 +102,8 @@ class PDTracker(Tracker):
         # what spec() ships: a world registered in this process reaches the workers as its declaration
         self._spec_world = portable_world(world)
         cw, m = self.cw, self.cw.model
-        gains = world_gains(cw.world)
-        self.kp = float(gains["kp"] if kp is None else kp)
-        self.kd = float(gains["kd"] if kd is None else kd)
-        if self.kp < 0 or self.kd < 0:
-            raise ValueError(f"PDTracker: gains must be non-negative, got kp={self.kp}, kd={self.kd}")
-        self.torque_scale = None if torque_scale is None else float(torque_scale)
-        self._root_qadr = int(m.jnt_qposadr[m.body_jntadr[cw.root_body]]) if cw.floating else -1
-        if fall_drop_m is None:
-            fall_drop_m = world_fall_drop_m(cw.world, m, self._root_qadr) if cw.floating else 0.0
-        self.fall_drop_m = float(fall_drop_m)
-        self.threshold_m = float(success_threshold(cw.world) if threshold_m is None else threshold_m)
+        self.kp, self.kd, self.torque_scale, self.fall_drop_m, self.threshold_m, self._root_qadr = \
+            tracker_settings(cw, kp, kd, torque_scale, fall_drop_m, threshold_m, "PDTracker")
 
         # actuated hinge/slide joints: dof, qpos address, torque limit, actuator index
         slide_hinge = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
@@ -321,6 +312,23 @@ def joint_inertia(m: mujoco.MjModel, d: mujoco.MjData, qpos: np.ndarray, dofs: n
             M[:, v] = col
         total += 1.0 / np.diag(np.linalg.inv(M))[dofs]
     return total / len(picks)
+
+
+def tracker_settings(cw: CompiledWorld, kp, kd, torque_scale, fall_drop_m, threshold_m, who: str) -> tuple:
+    """(kp, kd, torque_scale, fall_drop_m, threshold_m, root qpos address or -1): the given values,
+    else the world's declared ones - one rule for every PD-style tracker (MuJoCo's, Bullet's)."""
+    m = cw.model
+    gains = world_gains(cw.world)
+    kp = float(gains["kp"] if kp is None else kp)
+    kd = float(gains["kd"] if kd is None else kd)
+    if kp < 0 or kd < 0:
+        raise ValueError(f"{who}: gains must be non-negative, got kp={kp}, kd={kd}")
+    root_qadr = int(m.jnt_qposadr[m.body_jntadr[cw.root_body]]) if cw.floating else -1
+    if fall_drop_m is None:
+        fall_drop_m = world_fall_drop_m(cw.world, m, root_qadr) if cw.floating else 0.0
+    threshold_m = success_threshold(cw.world) if threshold_m is None else threshold_m
+    return (kp, kd, None if torque_scale is None else float(torque_scale), float(fall_drop_m), float(threshold_m),
+            root_qadr)
 
 
 def robot_bodies(cw: CompiledWorld) -> np.ndarray:
