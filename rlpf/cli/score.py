@@ -28,7 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                + "\n\nexamples:\n  rlpf score --examples\n  rlpf score clips/ --world ant --out report.json\n"
                  "  rlpf score a.npz weights.skate_mps=-20 weights.mypkg.rewards:smooth=-1\n"
                  "  rlpf score clips/ --tracker pd --out report.json\n"
-                 "  rlpf score clips/ --tracker pd --tracker runs/tracker-ant   # compare two trackers",
+                 "  rlpf score clips/ --tracker pd --tracker runs/tracker-ant   # compare two trackers\n"
+                 "  rlpf score clips/ --filter plausible --out-dir kept/ --backend ray   # curate a dataset",
     )
     s.add_argument("paths", nargs="*", metavar="PATH", help="clip files or directories (searched recursively for .npz)")
     s.add_argument("--world", help="built-in world (ant, humanoid, pusher) or MJCF path; default: each file's own")
@@ -44,6 +45,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="where the tracking pass runs: local processes (default) or ray actors (ray extra)")
     s.add_argument("--address", metavar="HOST:PORT",
                    help="Ray cluster for --backend ray (default RAY_ADDRESS, else a local Ray is started)")
+    s.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="worker processes / Ray actors for the tracking pass, and with --filter for the whole "
+                        "scoring (default min(2, CPUs))")
+    s.add_argument("--filter", metavar="plausible|tracked",
+                   help="dataset curation (with --out-dir): copy the clips that pass into --out-dir and write "
+                        "--out-dir/manifest.jsonl, one row per clip (kept or rejected, the failing terms); streams "
+                        "chunk by chunk, a rerun skips the clips already in the manifest. plausible: no term above "
+                        "its threshold (and tracked, with --tracker); tracked: the tracker succeeds (needs --tracker)")
+    s.add_argument("--out-dir", metavar="KEPT",
+                   help="where --filter writes the kept clips (named after their source) and the manifest; "
+                        "never an input directory or inside one")
+    s.add_argument("--chunk-files", type=int, default=None, metavar="N",
+                   help="with --filter: files per chunk sent to a worker (default 8)")
     s.add_argument("--quiet", action="store_true", help="no table, no progress bar")
     s.set_defaults(overrides=[])
     s.set_defaults(func=cmd_score)
@@ -74,6 +88,10 @@ def cmd_score(args) -> int:
         cfg.trackers = list(dict.fromkeys(args.tracker))
     if args.backend is not None or args.address is not None:  # checked as the config fields are
         cfg = dataclasses.replace(cfg, backend=args.backend or cfg.backend, address=args.address or cfg.address)
+    if args.workers is not None:
+        cfg = dataclasses.replace(cfg, tracker_workers=args.workers)
+    if args.filter is not None or args.out_dir is not None:
+        return _curate(args, paths, cfg)
     if args.out:  # before the work: a report that cannot be written is known now, not after scoring
         check_output_file(args.out, inputs=paths)
     n_files = sum(1 for _ in clip_files(paths))
@@ -88,3 +106,27 @@ def cmd_score(args) -> int:
     if not written:
         return EXIT_WRITE_FAILED
     return 1 if report["errors"] else 0
+
+
+def _curate(args, paths: list[str], cfg) -> int:
+    """``--filter`` / ``--out-dir``: rlpf.judge.curation (streaming, resumable); exit 1 when any input failed."""
+    from tqdm import tqdm
+
+    from rlpf.judge.curation import CHUNK_FILES, CurationError, curate, format_summary
+
+    if args.filter is None or args.out_dir is None:
+        raise CurationError("--filter and --out-dir go together: --filter plausible --out-dir KEPT/")
+    if args.out:
+        raise CurationError("--out is the report of a plain rlpf score; with --filter the report is "
+                            "--out-dir/manifest.jsonl (one row per clip) and --out-dir/curation.json")
+    with tqdm(total=None, unit="file", desc=f"curating ({args.filter})", disable=args.quiet, file=sys.stderr,
+              dynamic_ncols=True) as bar:
+        def total(n):
+            bar.total = n
+            bar.refresh()
+
+        summary = curate(paths, args.out_dir, cfg, args.filter, workers=cfg.tracker_workers, progress=bar.update,
+                         total=total, chunk_files=CHUNK_FILES if args.chunk_files is None else args.chunk_files)
+    if not args.quiet:
+        print(format_summary(summary, args.out_dir))
+    return 1 if summary["this_run"]["n_errors"] else 0
