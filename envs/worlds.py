@@ -101,6 +101,13 @@ class World:
     articulations: tuple[str, ...] = ()
     """Joint names of unactuated slide / hinge joints (a drawer slide, a door hinge, a button
     slide): like ``objects`` they should move only when something touches the body they move."""
+    anchor_objects: bool = False
+    """Encode the objects' and articulations' coordinates for the world model as velocities anchored at
+    a start pose, as the root is (``rlpf.worldmodel.features``): True where a resting object must
+    decode exactly at rest (Meta-World). False keeps them absolute (the pusher's model was made so)."""
+    view: tuple[float, ...] = ()
+    """Free camera of a fixed-base world's videos: (lookat x, y, z in m, distance m, elevation deg,
+    azimuth deg). Empty: the model's default view (a floating-base world's camera follows its root)."""
     hand: str | None = None
     """Body name of the end effector (the gripper's palm), the body a mocap weld or IK drives."""
     mocap: str | None = None
@@ -240,6 +247,10 @@ def _metaworld_world(task: str) -> World:
         robot_base="base",            # the Sawyer's pedestal, arm and gripper; not the table or fixtures
         supports=("tablelink",),
         articulations=articulations,
+        anchor_objects=True,
+        # the table's workspace (x +-0.3, y 0.4-0.9 m) seen from the front right, close enough that a
+        # 4 cm puck and a drawer handle are a few pixels wide at 256 px
+        view=(0.0, 0.7, 0.1, 1.0, -30.0, 135.0),
         hand="hand",                  # metaworld's get_endeff_pos()
         mocap="mocap",
         gripper=("r_close", "l_close"),

@@ -31,7 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                  + describe(_rlpf_config())
                  + "\n\nexamples:\n  rlpf train --config experiments/configs/rlpf_ant.yaml --out runs/rlpf-ant\n"
                    "  rlpf train --config experiments/configs/rlpf_ant.yaml grpo.steps=50 --out runs/rlpf-short\n"
-                   "  rlpf train --config experiments/configs/sft_filter_ant.yaml --out runs/sft-ant")
+                   "  rlpf train --config experiments/configs/sft_filter_ant.yaml --out runs/sft-ant\n"
+                   "  rlpf train --config experiments/configs/rlpf_metaworld.yaml --out runs/rlpf-metaworld"
+                   "   # a suite: `runs: {task: config}`, one run per task, key=value applies to each")
     rt.add_argument("--config", help="YAML file with RLPFConfig fields (default: the built-in defaults)")
     rt.add_argument("--out", required=True, help="run directory (created; an existing one is resumed)")
     rt.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -45,9 +47,17 @@ def _rlpf_config():
 
 
 def cmd_train(args) -> int:
-    from rlpf.core.config import load_config
+    from rlpf.core.config import load_config, read_yaml
     from rlpf.finetune.pipeline import RLPFConfig, train_rlpf
+    from rlpf.finetune import suite
 
+    if args.config and suite.is_suite(read_yaml(args.config)):   # one run per task (runs: name -> config)
+        scfg = load_config(suite.SuiteConfig, args.config)
+        report = suite.train_suite(scfg, args.out, list(args.overrides), progress=not args.quiet)
+        with open(os.path.join(args.out, "report.md")) as f:
+            print(f.read())
+        print(f"report: {os.path.join(args.out, 'report.md')} (and report.json); each task in {args.out}/<task>/")
+        return 1 if report["failed"] else 0
     cfg = load_config(RLPFConfig, args.config, args.overrides)
     train_rlpf(cfg, args.out, progress=not args.quiet)
     with open(os.path.join(args.out, "report.md")) as f:

@@ -182,8 +182,9 @@ def _env_and_expert(task: str):
     return env, ENV_POLICY_MAP[task]()
 
 
-def _reset(world, env, rng: np.random.Generator) -> np.ndarray:
-    """Reset ``env`` to a scene drawn with ``rng`` (see the module docstring); returns the observation."""
+def _reset(world, env, rng: np.random.Generator, fixed_start: bool = False) -> np.ndarray:
+    """Reset ``env`` to a scene drawn with ``rng`` (see the module docstring); returns the observation.
+    ``fixed_start``: the free object starts at the middle of its reset range (only the goal is drawn)."""
     w = get_world(world)
     u = env.unwrapped
     space = u._random_reset_space
@@ -193,6 +194,8 @@ def _reset(world, env, rng: np.random.Generator) -> np.ndarray:
     else:              # object (and goal) from the reset range, goal >= 0.15 m from the object
         for _ in range(1000):
             vec = rng.uniform(space.low, space.high)
+            if fixed_start:
+                vec[:3] = (space.low[:3] + space.high[:3]) / 2
             if len(vec) < 6 or np.linalg.norm(vec[:2] - vec[3:5]) >= 0.15:
                 break
     u._last_rand_vec, u._freeze_rand_vec, u._set_task_called = vec, True, True
@@ -202,7 +205,7 @@ def _reset(world, env, rng: np.random.Generator) -> np.ndarray:
 
 def record_episode(world, seed: int, frames: int, expert_steps: int | None = None,
                    noise_std: float | None = None, stop_progress: float | None = None,
-                   stop_lift: float | None = None) -> Clip:
+                   stop_lift: float | None = None, fixed_start: bool = False) -> Clip:
     """One clip of ``frames`` frames: the task's expert with DART noise until it stops - after
     ``expert_steps`` env steps, or once the measured progress reaches ``stop_progress`` or the object's
     lift ``stop_lift`` (None: never) - then the hand held still (gripper as it was) under the same
@@ -210,6 +213,7 @@ def record_episode(world, seed: int, frames: int, expert_steps: int | None = Non
     success step and where the expert stopped.
 
     Deterministic in its arguments; ``noise_std`` None draws it from ``NOISE_STD`` with the seed.
+    ``fixed_start``: a free object starts at the middle of its reset range (the goal is still drawn).
     Raises ValueError for a clip longer than Meta-World's 500 steps.
     """
     task, _ = _task(world)
@@ -220,7 +224,7 @@ def record_episode(world, seed: int, frames: int, expert_steps: int | None = Non
     env, expert = _env_and_expert(task)
     rng = np.random.default_rng(seed)
     sigma = float(rng.uniform(*NOISE_STD)) if noise_std is None else float(noise_std)
-    obs = _reset(w, env, rng)
+    obs = _reset(w, env, rng, fixed_start)
     u = env.unwrapped
     nq, nu = u.model.nq, u.model.nu
     qpos, actions = np.empty((frames, nq)), np.empty((frames, nu))
@@ -262,7 +266,13 @@ def record_episode(world, seed: int, frames: int, expert_steps: int | None = Non
 
 def episode(world, prompt: str, seed: int, frames: int = 64) -> Clip:
     """A clip recorded for ``prompt`` (``DataSource.episode``): the expert's run length drawn for it;
-    ``clip.prompt`` is the *measured* label."""
+    ``clip.prompt`` is the *measured* label.
+
+    The world model's data: a free object always starts at the middle of its reset range (the goal,
+    the noise and the expert's run vary), as a fixture stays at its placement. A text-to-motion model
+    decodes a scene from one start pose (``rlpf.worldmodel.features``: objects are anchored at the
+    start as the root is), and its generated arm can only reach an object whose start it knows;
+    conditioning generation on a drawn first frame is the way to varied starts."""
     task, spec = _task(world)
     rng = np.random.default_rng([seed, 1])
     done, partway, _ = spec.phrases
@@ -276,7 +286,7 @@ def episode(world, prompt: str, seed: int, frames: int = 64) -> Clip:
         kw = {"stop_progress": float(rng.uniform(lo, hi))}
     else:   # stopped well before the typical first contact
         kw = {"expert_steps": int(rng.uniform(0.0, 0.5) * spec.success_step)}
-    clip = record_episode(world, seed, frames, **kw)
+    clip = record_episode(world, seed, frames, fixed_start=True, **kw)
     clip.prompt = label(get_world(world).name, measure(get_world(world).name, clip.qpos, clip.fps))
     return clip
 
@@ -313,6 +323,7 @@ def _source(task: str) -> DataSource:
         warmup=_no_warmup,
         episode=functools.partial(episode, name),
         artifact_kinds=ARTIFACT_KINDS[TASKS[task].kind],
+        task_prompts=TASKS[task].phrases[:1],   # "done": Meta-World's own success distance reached
     )
 
 

@@ -122,6 +122,9 @@ class DataSource:
     and its expert, ``rlpf.data.metaworld_data``), its prompt measured; ``simulate_episode`` then
     calls it instead of running ``controller`` in its own MuJoCo loop. Same contract: deterministic in
     its arguments, RuntimeError when the simulation diverges."""
+    task_prompts: tuple[str, ...] = ()
+    """The prompts that ask for the task's success (Meta-World: "open the drawer"); a generated clip for
+    one of them succeeds when its measured label equals it (``task_success``). Empty: no task."""
 
 
 class _Prompts(Mapping):
@@ -311,6 +314,15 @@ def command_matches(clips: Iterable[Clip]) -> list[bool]:
         except ValueError:
             out.append(False)
     return out
+
+
+def task_success(clips: list[Clip], matches: list[bool] | None = None) -> float | None:
+    """Task success of generated clips: the fraction of clips prompted with one of their world's
+    ``task_prompts`` whose motion measurably does it (None when no clip asks for a task)."""
+    matches = command_matches(clips) if matches is None else matches
+    hits = [ok for c, ok in zip(clips, matches)
+            if c.prompt and c.prompt.strip() in getattr(data_source(_world_name(c.world)), "task_prompts", ())]
+    return float(np.mean(hits)) if hits else None
 
 
 def command_accuracy(clips: Iterable[Clip]) -> float:

@@ -24,6 +24,8 @@ def measure(wm, evaluator, heldout: list[Clip], trackers: dict, n_per_prompt: in
     clips = wm.generate(prompts, n=n_per_prompt, temperature=temperature, seed=seed)
     rep = evaluate_samples(clips, evaluator, heldout, seed, trackers, workers)
     metrics = {k: rep.get(k) for k in HEADLINE}
+    if "task_success" in rep:   # worlds with a task (Meta-World): generated "do the task" clips that do it
+        metrics["task_success"] = rep["task_success"]
     for name, summary in rep.get("tracking", {}).items():
         metrics[f"tracking_success_{name}"] = summary["success_rate"]
     metrics.update({"physics": rep["physics"], "flagged_by": rep["flagged_by"], "mm_dist": rep.get("mm_dist"),
@@ -65,7 +67,8 @@ def format_markdown(report: dict) -> str:
     before, after = report["before"], report["after"]
     method = report.get("method", "fine-tuned")
     rows = [k for k in before if k.startswith("tracking_success_")]
-    rows = ["tracking_success", *rows, "plausible_rate", "command_accuracy", "fid", "diversity", "r_precision_top1", "mm_dist"]
+    rows = ["tracking_success", *rows, "plausible_rate", "command_accuracy",
+            *(["task_success"] if "task_success" in before else []), "fid", "diversity", "r_precision_top1", "mm_dist"]
     lines = [f"# {method}: before / after", "",
              f"World `{report.get('world')}`, {before.get('n_clips')} clips each ({report.get('n_per_prompt')} per "
              f"prompt, sampling seed {report.get('seed')}); reward tracker `{report.get('reward_tracker')}`, "
@@ -140,9 +143,11 @@ def render_videos(run_dir: str, name: str, clips: list[Clip], tracker, n_prompts
 
 def headline_table(reports: dict[str, dict], trackers: list[str]) -> str:
     """A markdown table: one row per run (name -> report), base first from the first report's before."""
-    cols = [f"tracking_success_{t}" for t in trackers] + ["plausible_rate", "command_accuracy", "fid", "diversity"]
-    lines = ["| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     first = next(iter(reports.values()))
+    cols = [f"tracking_success_{t}" for t in trackers] + ["plausible_rate", "command_accuracy",
+                                                           *(["task_success"] if "task_success" in first["before"] else []),
+                                                           "fid", "diversity"]
+    lines = ["| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     rows = [("Base", first["before"])] + [(name, r["after"]) for name, r in reports.items()]
     for name, m in rows:
         lines.append(f"| {name} | " + " | ".join(_fmt(m.get(c)) for c in cols) + " |")

@@ -135,8 +135,8 @@ class ClipRenderer:
     """Renders qpos trajectories of one world to RGB frames.
 
     camera: "track" (default) follows the root body of a floating-base world (ant, humanoid) with a
-    free camera at a fixed distance / elevation / azimuth, and uses the model's default view for a
-    fixed-base world (pusher); "default" is the model's default free view; a model camera's name or
+    free camera at a fixed distance / elevation / azimuth, and uses the world's declared ``view`` for
+    a fixed-base world (Meta-World: the table's workspace) or else the model's default view (pusher); "default" is the model's default free view; a model camera's name or
     id; or a ``mujoco.MjvCamera``.
     fast: no multisampling and small shadow maps (~4-8x faster on software GL, slightly jaggier).
     """
@@ -174,6 +174,9 @@ class ClipRenderer:
                 cam.distance = distance if distance is not None else self._default_distance()
                 cam.elevation = elevation
                 cam.azimuth = azimuth
+            elif camera == "track" and cw.world.view:   # a fixed-base scene's declared view (World.view)
+                *lookat, cam.distance, cam.elevation, cam.azimuth = cw.world.view
+                cam.lookat[:] = lookat
             self.camera = cam
         else:
             cam_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera) if isinstance(camera, str) else int(camera)

@@ -3,6 +3,8 @@
 For every prompt, ``n_per_prompt`` clips are generated and measured four ways:
 
 - command accuracy: the motion's own measured label (rlpf.data.motion_data.label_motion) equals the prompt;
+  task success (worlds whose data declares task prompts, Meta-World): the same over the clips asked to
+  do the task ("open the drawer"), i.e. the fraction that measurably reach the task's success;
 - physics: the scorer's plausible rate and the mean of every physics term;
 - FID, diversity, R-precision, MM-dist in the learned motion-text feature space (rlpf.worldmodel.evaluator),
   against clean held-out clips the model never trained on;
@@ -38,10 +40,13 @@ def evaluate_samples(clips: list[Clip], evaluator, heldout: list[Clip], seed: in
                      tracker_workers: int | None = None) -> dict:
     """Measure generated clips against held-out data; with ``trackers`` ({name: Tracker}), also their
     tracking success under each (``tracking_success`` is the first tracker's; results cached in the clips)."""
-    from rlpf.data.motion_data import command_matches
+    from rlpf.data.motion_data import command_matches, task_success
 
     report = measure_clips(clips, evaluator, heldout, seed)
     matches = command_matches(clips)
+    success = task_success(clips, matches)
+    if success is not None:   # worlds with a task (Meta-World): the done prompts' clips that do it
+        report["task_success"] = success
     physics = report.pop("_plausible")
     tracked = {}
     if trackers:

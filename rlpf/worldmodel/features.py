@@ -11,6 +11,17 @@ A floating-base world (free root joint at qpos[0:7]) gets, per frame:
 so a motion reads the same wherever it starts and whichever way it faces. ``decode`` integrates the
 velocities from a start pose (by default the origin facing +x), which makes ``decode(encode(q),
 start=q[0]) == q`` up to float error. A fixed-base world (no free root) uses its qpos as features.
+
+Anchored scene coordinates (worlds declaring ``World.anchor_objects``, the Meta-World scenes): a
+movable object's free joint and every slide / hinge joint of an object or articulation is encoded as
+its velocity - linear (3) and angular (3, the rotation from frame t to t+1 as a world-frame rotation
+vector times fps) for a free joint, the joint rate for a slide or hinge - and decoded by integrating
+from the start pose, as the root is. Why: a resting puck or a closed drawer must decode *exactly* at
+rest. Absolute coordinates carry the tokenizer's quantization error (~cm) into every frame, which the
+object terms read as an object moving untouched, floating or sinking (their tolerances are 5-10 mm);
+a velocity of zero decodes to near-zero motion and the error becomes a slow drift that the tokenizer's
+drift loss bounds. The start supplies the absolute scene: a clip's own first frame, or
+``default_start`` (the tokenizer sets it to the median first frame of its training data).
 """
 from __future__ import annotations
 
@@ -61,7 +72,77 @@ class MotionFeatures:
                           "root_qw", "root_qx", "root_qy", "root_qz"] + rest
         else:
             self.names = [_qpos_name(m, i) for i in range(m.nq)]
+        self.anchored = _anchored_joints(self.cw) if self.cw.world.anchor_objects else []
+        self._plan = self._scene_plan()
+        offset = 9 if self.floating else 0
+        names, integrated = [], []
+        for kind, adr, name in self._plan:
+            cols = {"abs": [name], "rate": [f"{name}_rate"],
+                    "free": [f"{name}_v{a}" for a in "xyz"] + [f"{name}_w{a}" for a in "xyz"]}[kind]
+            if kind != "abs":
+                integrated += range(offset + len(names), offset + len(names) + len(cols))
+            names += cols
+        self.names = self.names[:offset] + names
+        self.integrated = ([1, 2, 4] if self.floating else []) + integrated
+        """Feature channels that decode integrates (the root's planar velocity and yaw rate, anchored
+        scene velocities): their errors accumulate into drift, so the tokenizer weighs them more."""
         self.dim = len(self.names)
+        self.default_start = np.asarray(self.cw.model.qpos0, np.float64).copy()
+        """The start pose decode anchors scene coordinates at when given none (the model's qpos0 until
+        a tokenizer sets it from its data)."""
+
+    def _scene_plan(self) -> list[tuple[str, int, str]]:
+        """(kind, qpos address, name) for every qpos coordinate after the root, in qpos order; kind is
+        abs (as is), rate (an anchored slide / hinge) or free (an anchored free joint, 7 coordinates)."""
+        m = self.cw.model
+        anchored = {int(m.jnt_qposadr[j]): j for j in self.anchored}
+        plan, i = [], 7 if self.floating else 0
+        while i < m.nq:
+            j = anchored.get(i)
+            if j is None:
+                plan.append(("abs", i, _qpos_name(m, i)))
+                i += 1
+                continue
+            name = mujoco_name(m, j)
+            free = int(m.jnt_type[j]) == _FREE
+            plan.append(("free" if free else "rate", i, name))
+            i += 7 if free else 1
+        return plan
+
+    def _encode_scene(self, q: np.ndarray, fps: float) -> np.ndarray:
+        cols = []
+        for kind, adr, _ in self._plan:
+            if kind == "abs":
+                cols.append(q[..., adr:adr + 1])
+            elif kind == "rate":
+                cols.append(_forward_rate(q[..., adr:adr + 1], fps))
+            else:
+                quat = q[..., adr + 3:adr + 7] / np.linalg.norm(q[..., adr + 3:adr + 7], axis=-1, keepdims=True)
+                rel = quat_mul(quat[..., 1:, :], quat_conj(quat[..., :-1, :]))   # world-frame rotation t -> t+1
+                w = quat_to_rotvec(rel) * fps
+                cols += [_forward_rate(q[..., adr:adr + 3], fps), np.concatenate([w, w[..., -1:, :]], axis=-2)]
+        return np.concatenate(cols, axis=-1) if cols else q[..., :0]
+
+    def _decode_scene(self, f: np.ndarray, fps: float, start: np.ndarray) -> np.ndarray:
+        """qpos coordinates after the root from scene features ``f`` (they start after the root's)."""
+        dt, out, col = 1.0 / fps, [], 0
+        for kind, adr, _ in self._plan:
+            if kind == "abs":
+                out.append(f[..., col:col + 1])
+                col += 1
+            elif kind == "rate":
+                out.append(_integrate(f[..., col:col + 1], start[..., adr:adr + 1], dt))
+                col += 1
+            else:
+                out.append(_integrate(f[..., col:col + 3], start[..., adr:adr + 3], dt))
+                quat = np.empty(f.shape[:-1] + (4,))
+                quat[..., 0, :] = start[..., adr + 3:adr + 7] / np.linalg.norm(start[..., adr + 3:adr + 7], axis=-1, keepdims=True)
+                step = rotvec_to_quat(f[..., col + 3:col + 6] * dt)
+                for t in range(1, f.shape[-2]):   # frame t's orientation composes the rotations of frames < t
+                    quat[..., t, :] = quat_mul(step[..., t - 1, :], quat[..., t - 1, :])
+                out.append(quat)
+                col += 6
+        return np.concatenate(out, axis=-1) if out else f[..., :0]
 
     @property
     def world(self) -> str:
@@ -71,8 +152,10 @@ class MotionFeatures:
         qpos = np.asarray(qpos, dtype=np.float64)
         if qpos.shape[-1] != self.nq:
             raise ValueError(f"qpos has width {qpos.shape[-1]} but world {self.world!r} has nq={self.nq}")
+        if self.anchored and qpos.shape[-2] < 2:
+            raise ValueError("need at least 2 frames to encode velocities")
         if not self.floating:
-            return qpos.copy()
+            return self._encode_scene(qpos, fps)
         if qpos.shape[-2] < 2:
             raise ValueError("need at least 2 frames to encode velocities")
         pos, quat = qpos[..., :3], qpos[..., 3:7] / np.linalg.norm(qpos[..., 3:7], axis=-1, keepdims=True)
@@ -85,16 +168,19 @@ class MotionFeatures:
         v_head = np.stack([c * vel[..., 0] + s * vel[..., 1], -s * vel[..., 0] + c * vel[..., 1], vel[..., 2]], -1)
         local = quat_mul(yaw_quat(-yaw), quat)
         local = local * np.where(local[..., :1] < 0, -1.0, 1.0)
-        return np.concatenate([pos[..., 2:3], v_head, yaw_rate[..., None], local, qpos[..., 7:]], axis=-1)
+        return np.concatenate([pos[..., 2:3], v_head, yaw_rate[..., None], local, self._encode_scene(qpos, fps)], axis=-1)
 
     def decode(self, feats: np.ndarray, fps: float, start: np.ndarray | None = None) -> np.ndarray:
-        """qpos [..., T, nq] from features; ``start`` (qpos [nq] or [..., nq]) anchors x, y and yaw."""
+        """qpos [..., T, nq] from features; ``start`` (qpos [nq] or [..., nq]) anchors x, y and yaw, and the
+        anchored scene coordinates (default ``default_start``'s)."""
         feats = np.asarray(feats, dtype=np.float64)
         if feats.shape[-1] != self.dim:
             raise ValueError(f"features have width {feats.shape[-1]} but world {self.world!r} uses {self.dim}")
-        if not self.floating:
-            return feats.copy()
         lead = feats.shape[:-2]
+        scene_start = np.broadcast_to(np.asarray(self.default_start if start is None else start, np.float64),
+                                      lead + (self.nq,))
+        if not self.floating:
+            return self._decode_scene(feats, fps, scene_start)
         x0 = np.zeros(lead + (2,))
         yaw0 = np.zeros(lead)
         if start is not None:
@@ -113,7 +199,64 @@ class MotionFeatures:
         local = feats[..., 5:9]
         local = local / np.maximum(np.linalg.norm(local, axis=-1, keepdims=True), 1e-9)
         quat = quat_mul(yaw_quat(yaw), local)
-        return np.concatenate([xy, feats[..., 0:1], quat, feats[..., 9:]], axis=-1)
+        return np.concatenate([xy, feats[..., 0:1], quat, self._decode_scene(feats[..., 9:], fps, scene_start)], axis=-1)
+
+
+_FREE = 0   # mujoco.mjtJoint.mjJNT_FREE
+
+
+def quat_conj(q: np.ndarray) -> np.ndarray:
+    return q * np.array([1.0, -1.0, -1.0, -1.0])
+
+
+def quat_to_rotvec(q: np.ndarray) -> np.ndarray:
+    """Rotation vectors [..., 3] (axis x angle, |angle| <= pi) of unit quaternions [..., 4]."""
+    q = q * np.where(q[..., :1] < 0, -1.0, 1.0)
+    s = np.linalg.norm(q[..., 1:], axis=-1, keepdims=True)
+    angle = 2 * np.arctan2(s, q[..., :1])
+    # angle / sin(angle/2) -> 2 as the rotation vanishes
+    scale = np.where(s > 1e-12, angle / np.maximum(s, 1e-12), 2.0)
+    return q[..., 1:] * scale
+
+
+def rotvec_to_quat(v: np.ndarray) -> np.ndarray:
+    angle = np.linalg.norm(v, axis=-1, keepdims=True)
+    half = angle / 2
+    scale = np.where(angle > 1e-12, np.sin(half) / np.maximum(angle, 1e-12), 0.5)
+    return np.concatenate([np.cos(half), v * scale], axis=-1)
+
+
+def _forward_rate(x: np.ndarray, fps: float) -> np.ndarray:
+    """Forward-difference rate [..., T, k] of x [..., T, k]; the last frame keeps its rate."""
+    r = np.diff(x, axis=-2) * fps
+    return np.concatenate([r, r[..., -1:, :]], axis=-2)
+
+
+def _integrate(rate: np.ndarray, x0: np.ndarray, dt: float) -> np.ndarray:
+    """Inverse of _forward_rate: frame t = x0 + the rates of frames 0..t-1 times dt."""
+    lead = rate.shape[:-2]
+    return x0[..., None, :] + np.concatenate(
+        [np.zeros(lead + (1, rate.shape[-1])), np.cumsum(rate[..., :-1, :], axis=-2) * dt], axis=-2)
+
+
+def _anchored_joints(cw: CompiledWorld) -> list[int]:
+    """Joints whose coordinates are anchored: the free / slide / hinge joints of the movable objects and
+    the articulation joints, in joint order (never the robot's root)."""
+    import mujoco
+
+    m = cw.model
+    objects = set(int(b) for b in cw.object_bodies)
+    articulations = set(int(j) for j in cw.articulation_joints)
+    root = _root_joint(cw) if cw.floating else -1
+    kinds = {int(mujoco.mjtJoint.mjJNT_FREE), int(mujoco.mjtJoint.mjJNT_SLIDE), int(mujoco.mjtJoint.mjJNT_HINGE)}
+    return [j for j in range(m.njnt) if j != root and int(m.jnt_type[j]) in kinds
+            and (j in articulations or int(m.jnt_bodyid[j]) in objects)]
+
+
+def mujoco_name(m, j: int) -> str:
+    import mujoco
+
+    return mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_JOINT, j) or f"joint{j}"
 
 
 def _root_joint(cw: CompiledWorld) -> int:

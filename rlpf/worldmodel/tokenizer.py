@@ -39,7 +39,6 @@ from rlpf.worldmodel.features import MotionFeatures
 CONFIG_FILE = "motion_tokenizer.json"
 WEIGHTS_FILE = "motion_tokenizer.pt"
 FORMAT = "rlpf.worldmodel.tokenizer/1"
-ROOT_VELOCITY_FEATURES = ("root_vx", "root_vy", "root_yaw_rate")
 
 
 @dataclass
@@ -173,8 +172,9 @@ class MotionTokenizer(nn.Module):
         dec += [*blocks(), nn.GELU(), CausalConv1d(h, fdim, k)]
         self.encoder, self.decoder = nn.Sequential(*enc), nn.Sequential(*dec)
         self.fsq = FSQ(cfg.levels)
-        names = self.features.names
-        self.root_channels = [names.index(n) for n in ROOT_VELOCITY_FEATURES if n in names]
+        self.root_channels = list(self.features.integrated)
+        if self.features.anchored:   # where decode anchors the scene by default (fit_start); saved with the weights
+            self.register_buffer("start", torch.from_numpy(self.features.default_start.copy()))
 
     @property
     def codebook_size(self) -> int:
@@ -191,6 +191,19 @@ class MotionTokenizer(nn.Module):
         f = np.asarray(feats, np.float64).reshape(-1, self.features.dim)
         self.mean.copy_(torch.from_numpy(f.mean(0)))
         self.std.copy_(torch.from_numpy(np.maximum(f.std(0), self.cfg.std_floor)))
+
+    def fit_start(self, first_frames: np.ndarray) -> None:
+        """Anchor decoding without a start at the median first frame of the training clips [N, nq]
+        (worlds with anchored scene coordinates: the scene the data starts in)."""
+        if self.features.anchored:
+            self.start.copy_(torch.from_numpy(np.median(np.asarray(first_frames, np.float64), axis=0)))
+            self.features.default_start = self.start.double().numpy().copy()
+
+    def load_state_dict(self, state, strict: bool = True, assign: bool = False):
+        out = super().load_state_dict(state, strict=strict, assign=assign)
+        if self.features.anchored:
+            self.features.default_start = self.start.double().numpy().copy()
+        return out
 
     def normalize(self, feats: np.ndarray) -> torch.Tensor:
         return (torch.as_tensor(np.asarray(feats), dtype=torch.float32) - self.mean) / self.std
@@ -242,7 +255,8 @@ class MotionTokenizer(nn.Module):
 
     def decode_codes(self, codes, fps: float, start=None) -> np.ndarray:
         """qpos [B, L*ds, nq] from codes [B, L] (or [L*ds, nq] from [L]); ``start`` (qpos [nq] or [B, nq])
-        anchors x, y and yaw as in MotionFeatures.decode (default: the origin facing +x)."""
+        anchors x, y and yaw as in MotionFeatures.decode (default: the origin facing +x) and anchored scene
+        coordinates (default: the training data's median first frame)."""
         c = np.asarray(codes)
         if c.ndim not in (1, 2) or c.shape[-1] == 0:
             raise ValueError(f"codes must be a non-empty [L] or [B, L] array, got shape {c.shape}")
@@ -357,12 +371,14 @@ def clip_features(tok: MotionTokenizer, clips: list[Clip]) -> list[np.ndarray]:
 
 def train_tokenizer(tok: MotionTokenizer, clips: list[Clip], steps: int = 3000, batch_size: int = 32,
                     lr: float = 2e-3, window: int | None = None, seed: int = 0, run_dir: str | None = None,
-                    progress: bool = False, log_every: int = 25, ckpt_every: int = 250) -> dict[str, float]:
+                    progress: bool = False, log_every: int = 25, ckpt_every: int = 250,
+                    norm_clips: list[Clip] | None = None) -> dict[str, float]:
     """Fit the normalizer on ``clips`` and train on random crops (rlpf.worldmodel.training.run_stage: AdamW,
     warmup + cosine lr). With ``run_dir`` the stage logs to TensorBoard and resumes from checkpoints.
 
     ``window``: frames per crop, a multiple of ds; default 32 (2*ds if larger), or the shortest clip.
     Crops at every offset generalize better than whole clips (experiments/tokenizer_sweep.py).
+    ``norm_clips``: the clips the normalizer and the default start are fit on (default ``clips``).
     Returns the last logged metrics.
     """
     from rlpf.worldmodel.training import StageSpec, run_stage
@@ -373,7 +389,9 @@ def train_tokenizer(tok: MotionTokenizer, clips: list[Clip], steps: int = 3000, 
     pool = [f for f in feats if len(f) >= window]
     if not pool:
         raise ValueError(f"no clip has the {window} frames the training window needs")
-    tok.fit_normalizer(np.concatenate(feats))
+    ref = clips if norm_clips is None else norm_clips
+    tok.fit_normalizer(np.concatenate(feats if norm_clips is None else clip_features(tok, norm_clips)))
+    tok.fit_start(np.stack([c.qpos[0] for c in ref]))
     data = [tok.normalize(f) for f in pool]
 
     def batch(g: torch.Generator) -> torch.Tensor:
@@ -411,6 +429,8 @@ def reconstruction_report(tok: MotionTokenizer, clips: list[Clip]) -> dict[str, 
                                       floating-base worlds only
       object_pos_m, object_pos_final_m  the same for movable objects' positions; worlds with objects only
                                       (the pusher: its object slides, and its arm is fixed to the base)
+      articulation, articulation_final  mean |error| of the articulation joints (m for a slide, rad for a
+                                      hinge), over frames / at the last frame; worlds with articulations
       joint_rad                       mean |error| of hinge joint angles
     Code statistics: feature_mse (normalized features), codebook_usage
     (fraction of the codebook used across these clips), perplexity (exp of the entropy of code usage).
@@ -436,6 +456,10 @@ def reconstruction_report(tok: MotionTokenizer, clips: list[Clip]) -> dict[str, 
         if objects:
             d = np.linalg.norm(rec[:, objects] - q[:, objects], axis=-1)
             err.update(object_pos_m=d.mean(), object_pos_final_m=d[-1])
+        if len(tok.features.cw.articulation_qpos):
+            a = tok.features.cw.articulation_qpos
+            d = np.abs(rec[:, a] - q[:, a]).mean(-1)
+            err.update(articulation=d.mean(), articulation_final=d[-1])
         if hinges:
             err["joint_rad"] = np.abs(rec[:, hinges] - q[:, hinges]).mean()
         for k, v in err.items():
