@@ -34,7 +34,8 @@ class SuiteConfig:
     """Several RLPF runs, one per task, reported together."""
 
     runs: dict[str, str] = field(default_factory=dict)
-    """Task name -> RLPF config YAML (RLPFConfig fields); each trains into RUN/<name>/."""
+    """Run name -> RLPF config YAML (RLPFConfig fields), optionally followed by key=value overrides of
+    that run alone, shell-quoted ("rlpf_metaworld_push.yaml method=sft_filter"); each trains into RUN/<name>/."""
     overrides: list[str] = field(default_factory=list)
     """key=value overrides applied to every run's config (e.g. grpo.steps=50), before the command line's."""
 
@@ -43,7 +44,8 @@ class SuiteConfig:
         for name, path in self.runs.items():
             check(self, bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name,
                   "runs", name, "task names usable as directory names (no '/', not '.' or '..')")
-            check(self, isinstance(path, str) and bool(path), f"runs.{name}", path, "the path of an RLPF config file")
+            check(self, isinstance(path, str) and bool(path.strip()), f"runs.{name}", path,
+                  "the path of an RLPF config file (then optional key=value overrides)")
 
 
 def is_suite(raw: dict) -> bool:
@@ -55,11 +57,20 @@ def run_configs(cfg: SuiteConfig, overrides: list[str] = ()) -> dict:
     from rlpf.core.config import load_config
     from rlpf.finetune.pipeline import RLPFConfig
 
+    import shlex
+
     out = {}
-    for name, path in cfg.runs.items():
+    for name, entry in cfg.runs.items():
+        try:
+            path, *own = shlex.split(entry)
+        except ValueError as e:
+            raise ConfigError(f"suite run {name!r}: cannot read {entry!r}: {e}") from None
         if not os.path.isfile(path):
             raise ConfigError(f"suite run {name!r}: config file {path} not found")
-        out[name] = load_config(RLPFConfig, path, [*cfg.overrides, *overrides])
+        try:
+            out[name] = load_config(RLPFConfig, path, [*cfg.overrides, *own, *overrides])
+        except ConfigError as e:
+            raise ConfigError(f"suite run {name!r}: {e}") from None
     return out
 
 

@@ -29,8 +29,21 @@ def test_suite_config_errors(tmp_path):
     typo.write_text(yaml.safe_dump({"method": "rlpf", "grpo": {"stepz": 3}}))
     suite = tmp_path / "suite.yaml"
     suite.write_text(yaml.safe_dump({"runs": {"a": str(typo)}}))
-    with pytest.raises(ConfigError, match="stepz"):   # found before anything trains
+    with pytest.raises(ConfigError, match="suite run 'a'.*stepz"):   # found before anything trains
         run_configs(load_config(SuiteConfig, str(suite)))
+
+
+def test_a_run_may_carry_its_own_overrides(tmp_path):
+    base = tmp_path / "run.yaml"
+    base.write_text(yaml.safe_dump({"method": "rlpf", "grpo": {"steps": 3}}))
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(yaml.safe_dump({"runs": {"rlpf": str(base), "sft": f"{base} method=sft_filter",
+                                              "no-alignment": f"{base} 'weights={{tracking_success: 10.0}}'"},
+                                     "overrides": ["grpo.steps=5"]}))
+    cfgs = run_configs(load_config(SuiteConfig, str(suite)), ["eval_per_prompt=4"])
+    assert cfgs["rlpf"].method == "rlpf" and cfgs["sft"].method == "sft_filter"
+    assert cfgs["no-alignment"].weights == {"tracking_success": 10.0}
+    assert {c.grpo.steps for c in cfgs.values()} == {5} and {c.eval_per_prompt for c in cfgs.values()} == {4}
 
 
 def test_suite_report_table_and_mean():
