@@ -12,7 +12,7 @@ TOLERANCE = 0.01
 """m: gap below which the body counts as touching (soft contacts, mocap noise), beyond the geoms' contact margin."""
 
 
-@register("float_m", threshold=0.03, unit="m", physics=True)
+@register("float_m", threshold=0.03, unit="m", physics=True, needs=("floor", "root"))
 @per_clip
 def floating(clip, world):
     """Mean gap between the lowest body point and the floor, weighted by the support the motion needs (m)."""

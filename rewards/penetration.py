@@ -8,7 +8,7 @@ TOLERANCE = 0.005
 """m: MuJoCo's soft contacts let a resting body sink a few millimetres (PhysDiff's 5 mm tolerance)."""
 
 
-@register("penetration_m", threshold=0.01, unit="m", physics=True)
+@register("penetration_m", threshold=0.01, unit="m", physics=True, needs=("floor",))
 @per_clip
 def penetration(clip, world):
     """Mean depth of the lowest body point below the floor, beyond a 5 mm tolerance (m)."""

@@ -13,14 +13,16 @@ A plugin is found, in order, by:
 """
 from __future__ import annotations
 
-from rlpf.core.entry_points import load_entry_point
-from rlpf.core.errors import RLPFError
-
 import importlib
 import importlib.metadata
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from rlpf.core.entry_points import load_entry_point
+from rlpf.core.errors import RLPFError
 
 ENTRY_POINT_GROUP = "rlpf.rewards"
 
@@ -53,13 +55,22 @@ class RewardInfo:
     one of them gets None from it, so training does not log it there (``applies``)."""
 
 
-SCENE_PARTS = {"objects": "object_bodies", "articulations": "articulation_joints", "supports": "support_geoms"}
-"""What a term may need, and the CompiledWorld index array that holds it."""
+SCENE_PARTS = {"objects": "object_bodies", "articulations": "articulation_joints", "supports": "support_geoms",
+               "floor": "floor_geom", "root": "root_dofs", "feet": "foot_geoms"}
+"""What a term may need, and the CompiledWorld field that holds it (an index array, or the floor's
+geom id: None without a floor)."""
+
+
+def _has(cw, part: str) -> bool:
+    value = getattr(cw, SCENE_PARTS[part], None)
+    if value is None:
+        return False
+    return int(value) >= 0 if np.ndim(value) == 0 else len(value) > 0
 
 
 def applies(info: RewardInfo, cw) -> bool:
     """Whether the term can say anything about clips of compiled world ``cw``."""
-    return all(any(len(getattr(cw, SCENE_PARTS[p], ())) > 0 for p in need.split("|")) for need in info.needs)
+    return all(any(_has(cw, p) for p in need.split("|")) for need in info.needs)
 
 
 _REGISTRY: dict[str, RewardInfo] = {}

@@ -13,7 +13,7 @@ WINDOW_S = 0.25
 """s: events shorter than this count as one impulse."""
 
 
-@register("root_impulse_bws", threshold=0.4, unit="body weight x s", physics=True)
+@register("root_impulse_bws", threshold=0.4, unit="body weight x s", physics=True, needs=("root",))
 @per_clip
 def root_impulse(clip, world):
     """Largest residual root impulse within any 0.25 s window (body-weight seconds = dv / g)."""

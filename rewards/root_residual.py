@@ -3,7 +3,7 @@ from rlpf.rewards.analysis import contact_solution
 from rlpf.rewards.registry import per_clip, register
 
 
-@register("root_residual_bw", threshold=0.25, unit="body weights", physics=True)
+@register("root_residual_bw", threshold=0.25, unit="body weights", physics=True, needs=("root",))
 @per_clip
 def root_residual(clip, world):
     """Mean norm of the root wrench left after the best friction-cone contact forces (body weights).

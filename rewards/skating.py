@@ -17,7 +17,7 @@ RESIDUAL_SCALE = 0.2
 """Body weights above the floor at which a frame's slip counts in full."""
 
 
-@register("skate_mps", threshold=0.25, unit="m/s", physics=True)
+@register("skate_mps", threshold=0.25, unit="m/s", physics=True, needs=("floor", "feet", "root"))
 @per_clip
 def skating(clip, world):
     """Mean horizontal slip speed of planted feet that the available friction does not explain (m/s).

@@ -46,8 +46,10 @@ def cmd_pretrain(args) -> int:
     tok, lm = summary["tokenizer"], summary["lm"]
     print(f"pretrained {cfg.world} world model in {args.out}  ({summary['n_train']} training clips, "
           f"{summary['n_artifacts']} with artifacts)")
-    where = "root" if "root_pos_m" in tok else "object"
-    print(f"  tokenizer (held-out reconstruction): {where} {tok.get(where + '_pos_m', float('nan')):.3f} m, "
+    parts = [f"{where} {tok[where + '_pos_m']:.3f} m" for where in ("root", "object") if where + "_pos_m" in tok]
+    if "articulation" in tok:   # m for a slide, rad for a hinge
+        parts.append(f"articulation {tok['articulation']:.4f}")
+    print(f"  tokenizer (held-out reconstruction): {', '.join(parts + [''])}"
           f"joints {tok.get('joint_rad', float('nan')):.3f} rad, codebook usage {tok.get('codebook_usage', float('nan')):.2f}")
     print(f"  LM: {lm['parameters']:,} parameters, held-out loss {lm['val_loss']:.3f}")
     print("  time: " + ", ".join(f"{k[:-2]} {v:.0f}s" for k, v in summary["timings"].items()))

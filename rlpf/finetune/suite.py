@@ -54,10 +54,10 @@ def is_suite(raw: dict) -> bool:
 
 def run_configs(cfg: SuiteConfig, overrides: list[str] = ()) -> dict:
     """Every task's RLPFConfig, loaded up front so a typo in any of them stops the suite before training."""
+    import shlex
+
     from rlpf.core.config import load_config
     from rlpf.finetune.pipeline import RLPFConfig
-
-    import shlex
 
     out = {}
     for name, entry in cfg.runs.items():
