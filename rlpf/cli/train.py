@@ -59,7 +59,11 @@ def cmd_train(args) -> int:
         print(f"report: {os.path.join(args.out, 'report.md')} (and report.json); each task in {args.out}/<task>/")
         return 1 if report["failed"] else 0
     cfg = load_config(RLPFConfig, args.config, args.overrides)
-    train_rlpf(cfg, args.out, progress=not args.quiet)
+    report = train_rlpf(cfg, args.out, progress=not args.quiet)
+    from rlpf.finetune.distributed import is_main
+
+    if report is None or not is_main():
+        return 0  # a non-main process of `accelerate launch`: the main one writes and prints the report
     with open(os.path.join(args.out, "report.md")) as f:
         print(f.read())
     print(f"report: {os.path.join(args.out, 'report.md')} (and report.json); TensorBoard: tensorboard --logdir {args.out}/tb")

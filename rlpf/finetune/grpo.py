@@ -270,6 +270,9 @@ def _trainer_class():
 
         def _save_checkpoint(self, model, trial):
             super()._save_checkpoint(model, trial)  # TRL / transformers' files, then the batch scored ahead
+            # every process has written its part (rng_state_<rank>.pth, its scored-ahead batch) before
+            # the main one marks the folder whole
+            self.accelerator.wait_for_everyone()
             if self.args.should_save:
                 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
@@ -420,6 +423,7 @@ def finetune(model_dir: str, feedback, settings: GRPOSettings, run_dir: str, see
 
     from rlpf.worldmodel.codec import WorldModelCodec
     from rlpf.core.run_dir import read_json, write_json
+    from rlpf.finetune import distributed
     from rlpf.worldmodel.model import WorldModel
 
     out_model = os.path.join(run_dir, "model")
@@ -431,17 +435,27 @@ def finetune(model_dir: str, feedback, settings: GRPOSettings, run_dir: str, see
     wm = WorldModel.from_pretrained(model_dir)
     prompts = list(prompts or wm.prompts)
     per_step = settings.prompts_per_step * settings.num_generations
+    # launched on several processes (rlpf.finetune.distributed): a step is still prompts_per_step x
+    # num_generations samples, split over the processes, so the run is the same experiment
+    processes, main = distributed.world_size(), distributed.is_main()
+    if per_step % processes:
+        raise TrainerConfigError(f"grpo.prompts_per_step x grpo.num_generations = {per_step} samples per step do "
+                                 f"not split over {processes} processes; make it a multiple of {processes}")
 
     ckpt_dir = os.path.join(run_dir, "grpo")
-    if not _checkpoints(ckpt_dir):  # a new run: its checkpoints will be marked complete (last_checkpoint)
-        os.makedirs(ckpt_dir, exist_ok=True)
-        _write_json_atomic(os.path.join(ckpt_dir, MARKED_FILE), {"complete_file": COMPLETE_FILE})
-    last = last_checkpoint(ckpt_dir, remove_partial=True)
+    if main:  # the main process owns the run directory; the others read it once it is ready
+        if not _checkpoints(ckpt_dir):  # a new run: its checkpoints will be marked complete (last_checkpoint)
+            os.makedirs(ckpt_dir, exist_ok=True)
+            _write_json_atomic(os.path.join(ckpt_dir, MARKED_FILE), {"complete_file": COMPLETE_FILE})
+        last = last_checkpoint(ckpt_dir, remove_partial=True)
+    distributed.barrier()
+    if not main:
+        last = last_checkpoint(ckpt_dir)
     resume_step = int(last.rsplit("-", 1)[-1]) if last else 0
     # GRPOSettings -> GRPOConfig (the mapping is GRPOSettings' docstring); RLPFTrainer adds the codec's
     # suppress_tokens (only motion codes: every completion is a clip), its n_tokens and the weights
     args = GRPOConfig(
-        output_dir=ckpt_dir, max_steps=settings.steps, per_device_train_batch_size=per_step,
+        output_dir=ckpt_dir, max_steps=settings.steps, per_device_train_batch_size=per_step // processes,
         num_generations=settings.num_generations, steps_per_generation=settings.steps_per_generation,
         num_iterations=settings.num_iterations,
         temperature=settings.temperature, top_p=1.0, top_k=0,
@@ -455,44 +469,58 @@ def finetune(model_dir: str, feedback, settings: GRPOSettings, run_dir: str, see
         log_completions=False, shuffle_dataset=True,
     )
     # purge_step: events a killed run logged after its last checkpoint are dropped, so curves continue
-    writer = SummaryWriter(os.path.join(run_dir, "tb", "rlpf"), purge_step=resume_step or None)
+    writer = SummaryWriter(os.path.join(run_dir, "tb", "rlpf"), purge_step=resume_step or None) if main else None
     stop = _StopOnSignal()
 
     class StopCallback(TrainerCallback):
         def on_step_end(self, a, state, control, **kw):
-            # only where a generated batch is used up: a resumed run regenerates, it cannot reuse a buffer
-            if stop.requested and state.global_step % settings.cycle == 0:
+            # only where a generated batch is used up: a resumed run regenerates, it cannot reuse a buffer;
+            # decided alike on every process (a replica leaving early would hang the others' all-reduce)
+            if state.global_step % settings.cycle == 0 and (
+                    distributed.any_process(stop.requested) if processes > 1 else stop.requested):
                 control.should_save = True
                 control.should_training_stop = True
             return control
 
     trainer = _trainer_class()(
         wm.lm, WorldModelCodec(wm), feedback, args, prompts,
-        callbacks=[TensorBoardCallback(writer), StopCallback()], overlap_scoring=settings.overlap_scoring,
+        callbacks=([TensorBoardCallback(writer)] if main else []) + [StopCallback()],
+        overlap_scoring=settings.overlap_scoring,
     )
     # one compact bar instead of a 40-key dict printed per log step (the full logs are in TensorBoard)
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
-    if progress:
+    if progress and main:
         trainer.add_callback(_ProgressBar())
     t0 = time.perf_counter()
     with stop:
         trainer.train(resume_from_checkpoint=last)
     seconds = time.perf_counter() - t0
-    writer.close()
-    if stop.requested and trainer.state.global_step < settings.steps:
+    if writer is not None:
+        writer.close()
+    stopped = distributed.any_process(stop.requested) if processes > 1 else stop.requested
+    if stopped and trainer.state.global_step < settings.steps:
         raise KeyboardInterrupt(f"RLPF stopped at step {trainer.state.global_step}; checkpoint in {ckpt_dir}; "
                                 "run the same command again to resume")
-    wm.lm = trainer.model
+    # the evaluation samples on the CPU (its cost is the physics; rlpf's samplers build CPU tensors)
+    wm.lm = trainer.accelerator.unwrap_model(trainer.model).to("cpu")
     wm.lm.eval()
     summary = {"steps": trainer.state.global_step, "resumed_from_step": resume_step, "seconds": round(seconds, 1),
-               "excluded_samples": feedback.excluded_total}
+               "excluded_samples": sum(distributed.gather(feedback.excluded_total)), "processes": processes}
+    if processes > 1:  # DDP keeps the replicas equal; a run where they are not has trained nothing coherent
+        prints = distributed.gather(distributed.fingerprint(wm.lm))
+        if len(set(prints)) != 1:
+            raise RuntimeError(f"the {processes} processes ended with different models (parameter SHA-256 "
+                               f"{', '.join(p[:12] for p in prints)}): the replicas were not stepped together")
+        summary["replicas_identical"] = True
+    if not main:
+        return wm, summary
     # before the model: a finished model always has its summary, for a rerun that only evaluates
     write_json(summary_path, summary)
     wm.save_pretrained(out_model)
-    if stop.requested:  # asked to stop during the last generated batch: the model is done, nothing more runs
+    if stopped:  # asked to stop during the last generated batch: the model is done, nothing more runs
         raise KeyboardInterrupt(f"RLPF finished its {trainer.state.global_step} steps ({out_model}) and stopped "
                                 "before the evaluation; run the same command again to evaluate")
     return wm, summary

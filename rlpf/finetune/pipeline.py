@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 from rlpf.core.config import check, finite
-from rlpf.core.run_dir import locks_run_dir
+from rlpf.core.run_dir import run_lock
 from rlpf.finetune.grpo import GRPOSettings
 from rlpf.finetune.sft_filter import SFTFilterSettings
 from rlpf.core.threads import configure_threads
@@ -206,10 +206,30 @@ def check_worlds(cfg: RLPFConfig) -> None:
             refuse(f"tracker_run {cfg.tracker_run}", world)
 
 
-@locks_run_dir
-def train_rlpf(cfg: RLPFConfig, run_dir: str, progress: bool = True) -> dict:
-    """Run the experiment into ``run_dir`` (resuming what is there); returns the report dict."""
+def train_rlpf(cfg: RLPFConfig, run_dir: str, progress: bool = True) -> dict | None:
+    """Run the experiment into ``run_dir`` (resuming what is there, holding its run lock); returns
+    the report dict.
+
+    Launched on several processes (``accelerate launch``, ``rlpf.finetune.distributed``): the main
+    process holds the lock, prepares the base model and trackers, writes every file and evaluates;
+    every process steps the same model in GRPO; the others return None once training is done."""
+    from rlpf.finetune import distributed
+
+    distributed.setup()
+    if distributed.world_size() > 1 and cfg.method != "rlpf":
+        from rlpf.core.config import ConfigError
+
+        raise ConfigError(f"only method rlpf (TRL's GRPOTrainer) trains across processes; run method "
+                          f"{cfg.method} as one process (without accelerate launch)", "method", RLPFConfig)
+    if not distributed.is_main():
+        return _train_rlpf(cfg, run_dir, progress=False)
+    with run_lock(run_dir):
+        return _train_rlpf(cfg, run_dir, progress)
+
+
+def _train_rlpf(cfg: RLPFConfig, run_dir: str, progress: bool = True) -> dict | None:
     from rlpf.core.clips import load_clips
+    from rlpf.finetune import distributed
     from rlpf.worldmodel.evaluator import MotionTextEvaluator
     from rlpf.finetune.feedback import PhysicalFeedback
     from rlpf.finetune.report import compare, measure, render_videos, save_samples, write_report
@@ -222,6 +242,9 @@ def train_rlpf(cfg: RLPFConfig, run_dir: str, progress: bool = True) -> dict:
     claim = dict(may_change=EVALUATION_FIELDS, introduced=INTRODUCED_FIELDS)
     claim_run_dir(cfg, run_dir, write=False, **claim)  # a different config is refused before any work
     check_worlds(cfg)
+    main = distributed.is_main()
+    if not main:  # the main process pretrains / trains the trackers; the others then only load them
+        distributed.barrier()
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     base_run = ensure_base(cfg, progress)  # with the pretraining config's own thread count
@@ -230,7 +253,9 @@ def train_rlpf(cfg: RLPFConfig, run_dir: str, progress: bool = True) -> dict:
     trackers = ensure_trackers(cfg, progress)
     timings["trackers_s"] = time.perf_counter() - t0
     # the run starts here: base model and trackers exist, so a failed start above left no config behind
-    claim_run_dir(cfg, run_dir, **claim)
+    if main:
+        claim_run_dir(cfg, run_dir, **claim)
+        distributed.barrier()
     configure_threads(cfg.threads)
     base_model = os.path.join(base_run, "model")
 
@@ -243,6 +268,8 @@ def train_rlpf(cfg: RLPFConfig, run_dir: str, progress: bool = True) -> dict:
         with PhysicalFeedback(cfg.world, cfg.weights, cfg.tracker_spec(cfg.tracker), workers=cfg.workers,
                               backend=cfg.backend, address=cfg.backend_address) as fb:
             tuned, training = finetune(base_model, fb, cfg.grpo, run_dir, seed=cfg.seed, progress=progress)
+        if not main:  # trained; the evaluation and the report are the main process's
+            return None
         training.update(step_time_breakdown(log_history(run_dir)))
     elif cfg.method == "sft_filter":
         from rlpf.finetune.sft_filter import sft_filter

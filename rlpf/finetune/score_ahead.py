@@ -27,6 +27,12 @@ import os
 import torch
 
 PENDING_FILE = "pending_batch.pt"
+"""The batch in flight, in a checkpoint folder; process r > 0 of a multi-process launch (each samples
+its own share of a batch) writes ``pending_batch_<r>.pt`` beside it (``pending_file``)."""
+
+
+def pending_file(process_index: int) -> str:
+    return PENDING_FILE if process_index == 0 else f"pending_batch_{int(process_index)}.pt"
 
 
 class ScoreAhead:
@@ -114,18 +120,19 @@ class ScoreAhead:
     # ---- checkpoints --------------------------------------------------------------------------------
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
-        if self._pending is not None and self.args.should_save:
+        if self._pending is not None:  # every process its own share (pending_file)
             from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
             folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            os.makedirs(folder, exist_ok=True)  # another process may not have created it yet
             # token ids, texts, ints, None and one tensor: torch.load(weights_only=True) reads it back
-            path = os.path.join(folder, PENDING_FILE)
+            path = os.path.join(folder, pending_file(self.args.process_index))
             torch.save(self._pending, path + ".tmp")
             os.replace(path + ".tmp", path)  # never a half-written batch under the real name
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
-        path = os.path.join(checkpoint, PENDING_FILE) if checkpoint else None
+        path = os.path.join(checkpoint, pending_file(self.args.process_index)) if checkpoint else None
         if self.overlap_scoring and path and os.path.isfile(path):
             # our own file, written by _save_checkpoint: token ids, texts and a tensor
             from rlpf.core.safe_load import load_tensors  # tensors and plain data only: a shared run must not run code
