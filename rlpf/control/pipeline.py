@@ -18,6 +18,13 @@ is trained first when ``train`` is ``pretrain`` (``rlpf pretrain``) or ``rlpf`` 
 its code missing) the backbone's rows are skipped with the reason, printed and recorded under
 ``skipped`` in report.json.
 
+``benchmark: metaworld`` (``experiments/configs/control_metaworld.yaml``) runs the same rows on
+Meta-World's MT10 instead (``run_metaworld``; ``rlpf.control.mt10``): ``expert`` (Meta-World's scripted
+experts), ``mlp-bc`` (ONE multi-task MLP on observation + one-hot task, once per ``seeds`` entry),
+``<algo>-scratch`` (one SB3 model per task, ``sb3_steps[task]`` env steps, once per ``sb3_seeds``
+entry), rows per task and the MT10 mean with a standard error; ``head`` is refused with the reason
+until the Meta-World world model exists (``check_head_backbones``).
+
 Everything lands in the run directory and is reused when the same command runs again:
 ``config.yaml``, ``demos/<env>.npz``, ``policies/<method>/<env>/`` (``policy.pt`` or SB3
 ``model.zip``; TensorBoard logs in ``tb/``), ``rows/<method>__<env>.json``, ``videos/`` and
@@ -35,7 +42,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rlpf.core.config import ConfigError, check, decode_section, register_decoder
+from rlpf.core.errors import RLPFError
 from rlpf.control.head import BCSpec, ControlHeadConfig
+from rlpf.control.mt10 import MT10
 from rlpf.core.run_dir import locks_run_dir
 from rlpf.core.threads import configure_threads
 
@@ -71,8 +80,24 @@ def _base_backbone() -> dict[str, Backbone]:
 class ControlConfig:
     """Everything that decides an `rlpf control` comparison."""
 
+    benchmark: str = "gym"
+    """gym: per-env rows on ``envs`` (Pusher-v5, Reacher-v5); metaworld: Meta-World ``tasks`` (MT10), one
+    multi-task policy per learned row and seed, success = the env's info["success"] at any step."""
     envs: list[str] = field(default_factory=lambda: ["Pusher-v5", "Reacher-v5"])
-    """gymnasium tasks to compare on (see rlpf.control.tasks.TASKS)."""
+    """gymnasium tasks to compare on (benchmark gym; see rlpf.control.tasks.TASKS)."""
+    tasks: list[str] = field(default_factory=lambda: list(MT10))
+    """Meta-World tasks (benchmark metaworld; rlpf.control.mt10.MT10)."""
+    seeds: list[int] = field(default_factory=lambda: [0])
+    """benchmark metaworld: training seeds of the MLP BC (and head) rows; mean +- standard error over them."""
+    sb3_seeds: list[int] = field(default_factory=lambda: [0])
+    """benchmark metaworld: training seeds of the from-scratch RL row."""
+    eval_envs: int = 10
+    """benchmark metaworld: envs per task in the evaluation's SyncVectorEnv (the policy acts on that batch)."""
+    demo_noise_range: list[float] = field(default_factory=lambda: [0.0, 0.3])
+    """benchmark metaworld: DART noise std drawn per demonstration episode from this range (action units;
+    rlpf.data.metaworld_data.NOISE_STD's convention). benchmark gym uses demo_noise."""
+    bc_hidden: int = 256
+    """benchmark metaworld: width of the multi-task MLP's two hidden layers."""
     backbones: dict[str, Backbone] = field(default_factory=_base_backbone)  # on one line: draccus reads the docstring below it
     """World models to put the control head on: name -> {path, train (pretrain | rlpf | none), config, overrides}
     (or name -> path). A missing path is trained with its trainer, or the backbone is skipped with the reason."""
@@ -118,11 +143,28 @@ class ControlConfig:
 
         from rlpf.control.tasks import UnknownEnvError
 
-        for i, env_id in enumerate(self.envs):
-            try:
-                get_task(env_id)
-            except UnknownEnvError as e:
-                raise ConfigError(str(e), f"envs.{i}", ControlConfig) from None
+        check(self, self.benchmark in ("gym", "metaworld"), "benchmark", self.benchmark, "gym or metaworld")
+        if self.benchmark == "gym":
+            for i, env_id in enumerate(self.envs):
+                try:
+                    get_task(env_id)
+                except UnknownEnvError as e:
+                    raise ConfigError(str(e), f"envs.{i}", ControlConfig) from None
+        else:
+            for i, task in enumerate(self.tasks):
+                check(self, task in MT10, f"tasks.{i}", task, f"a Meta-World MT10 task ({', '.join(MT10)})")
+            check(self, len(self.tasks) >= 1, "tasks", self.tasks, "at least one MT10 task")
+            check(self, len(self.seeds) >= 1, "seeds", self.seeds, "at least one training seed")
+            check(self, len(self.sb3_seeds) >= 1, "sb3_seeds", self.sb3_seeds, "at least one training seed")
+            check(self, self.eval_envs >= 1, "eval_envs", self.eval_envs, ">= 1")
+            check(self, self.bc_hidden >= 1, "bc_hidden", self.bc_hidden, ">= 1")
+            lo_hi = self.demo_noise_range
+            check(self, len(lo_hi) == 2 and 0 <= lo_hi[0] <= lo_hi[1], "demo_noise_range", lo_hi, "[low, high], 0 <= low <= high")
+        # demonstration and evaluation scenes come from their seeds: the two ranges must not overlap
+        demo_end, eval_end = self.demo_seed + self.demo_episodes, self.eval_seed + self.eval_episodes
+        check(self, demo_end <= self.eval_seed or eval_end <= self.demo_seed, "eval_seed", self.eval_seed,
+              f"outside the demonstration seeds {self.demo_seed}..{demo_end - 1} "
+              f"(evaluation uses {self.eval_seed}..{eval_end - 1})")
         methods = ("expert", "mlp-bc", "sb3-scratch", "head")
         for m in self.methods:
             check(self, m in methods, "methods", self.methods, f"a list of {', '.join(methods)}")
@@ -136,7 +178,7 @@ class ControlConfig:
         for env_id, steps in self.sb3_steps.items():
             check(self, steps >= 1, f"sb3_steps.{env_id}", steps, ">= 1")
         if "sb3-scratch" in self.methods:
-            missing = [e for e in self.envs if e not in self.sb3_steps]
+            missing = [e for e in (self.envs if self.benchmark == "gym" else self.tasks) if e not in self.sb3_steps]
             check(self, not missing, "sb3_steps", self.sb3_steps, f"a budget for every env (missing {missing})")
 
 
@@ -218,6 +260,10 @@ def run_control(cfg: ControlConfig, run_dir: str, progress: bool = True) -> dict
     from rlpf.core.run_dir import claim_run_dir, read_json, write_json
 
     configure_threads(cfg.threads)
+    if cfg.benchmark == "metaworld":
+        check_head_backbones(cfg)   # before anything is written: a missing backbone fails the command at once
+        claim_run_dir(cfg, run_dir)
+        return run_metaworld(cfg, run_dir, progress)
     claim_run_dir(cfg, run_dir)
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
@@ -299,6 +345,8 @@ def run_control(cfg: ControlConfig, run_dir: str, progress: bool = True) -> dict
 
 
 def format_table(report: dict) -> str:
+    if report.get("benchmark") == "metaworld":
+        return format_mt_table(report)
     lines = [f"{'method':<16} {'env':<11} {'success':>8} {'return':>9} {'final dist':>10} {'env steps':>10}"]
     for r in report["table"]:
         lines.append(f"{r['method']:<16} {r['env']:<11} {r['success_rate']:>8.2f} {r['return_mean']:>9.2f} "
@@ -309,3 +357,177 @@ def format_table(report: dict) -> str:
         lines.append(f"{v['method']:<16} {v['env']:<11} no video: {v['error']}")
     rules = "; ".join(f"{e}: {rule}" for e, rule in report["success_rules"].items())
     return "\n".join(lines) + f"\nsuccess — {rules}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Meta-World MT10 (benchmark: metaworld)
+
+
+class ControlBackboneError(RLPFError, ValueError):
+    """A control-head row whose world-model backbone is missing or cannot be used yet."""
+
+
+def _holds_world_model(path: str) -> bool:
+    from rlpf.worldmodel.model import META_FILE
+
+    return os.path.isfile(os.path.join(path, "model", META_FILE)) or os.path.isfile(os.path.join(path, META_FILE))
+
+
+def check_head_backbones(cfg: ControlConfig) -> None:
+    """The ``head-<name>`` rows of MT10: refused, with the reason, before any work is done.
+
+    This is where the control head on a Meta-World world model plugs in (issue 15): per backbone, load
+    the world model (the per-task motion tokenizers + causal LM of rlpf.worldmodel), train
+    ``rlpf.control.head``'s query-token head on the same multi-task demonstrations as ``mlp-bc``
+    (prompt = ``rlpf.control.mt10.PROMPTS[task]``, observed state = the task's recent qpos as motion
+    codes + the observation vector; ``demos["qpos__<task>"]`` holds the qpos), once per ``seeds`` entry,
+    and evaluate it with ``evaluate_mt`` like the other rows (a batched ``reset(task, mask, seeds)`` /
+    ``act(obs, task)`` policy). Until then no head row is made up: a missing backbone is an error naming
+    it, and an existing one says the head is not wired to Meta-World backbones yet."""
+    if "head" not in cfg.methods:
+        return
+    for name, spec in cfg.backbones.items():
+        if not _holds_world_model(spec.path):
+            raise ControlBackboneError(
+                f"head-{name}: backbone {name!r} at {spec.path} holds no Meta-World world model (no "
+                f"{spec.path}/model); the Meta-World world model (rlpf.worldmodel: per-task motion tokenizer + "
+                "causal LM) must be built first. Drop `head` from `methods` to run the other rows")
+        raise ControlBackboneError(
+            f"head-{name}: backbone {spec.path} exists, but the control head is not yet wired to Meta-World "
+            "world models (rlpf.control.pipeline.check_head_backbones says where it plugs in); drop `head` "
+            "from `methods` to run the other rows")
+
+
+def _se(values) -> float:
+    """Standard error of the mean over training seeds (0 for one seed)."""
+    v = np.asarray(values, float)
+    return float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
+
+
+def _mt_rows(method: str, evals: list[dict], tasks: list[str], env_steps: dict[str, int], notes: str) -> list[dict]:
+    """Table rows of one method: per task and the MT10 mean, over its seeds' evaluations.
+
+    With several training seeds ``success_se`` is the standard error over seeds (of the per-seed success
+    rate); with one (the expert, a single RL seed) it is the binomial standard error over the episodes."""
+    rows = []
+    n_ep = evals[0]["episodes"]
+    for task in tasks:
+        rates = [e["tasks"][task]["success_rate"] for e in evals]
+        p = float(np.mean(rates))
+        se = _se(rates) if len(evals) > 1 else float(np.sqrt(p * (1 - p) / n_ep))
+        rows.append({"method": method, "env": task, "success_rate": p, "success_se": se,
+                     "se_over": "seeds" if len(evals) > 1 else "episodes", "per_seed": rates,
+                     "return_mean": float(np.mean([e["tasks"][task]["return_mean"] for e in evals])),
+                     "episode_steps_mean": float(np.mean([e["tasks"][task]["steps_mean"] for e in evals])),
+                     "env_steps": int(env_steps.get(task, 0)), "episodes": n_ep, "seeds": len(evals), "notes": notes})
+    means = [float(np.mean([e["tasks"][t]["success_rate"] for t in tasks])) for e in evals]
+    if len(evals) > 1:
+        se = _se(means)
+    else:   # the mean of independent binomial rates
+        se = float(np.sqrt(sum(r["success_rate"] * (1 - r["success_rate"]) / n_ep for r in rows)) / len(tasks))
+    speed = [e["steps_per_s"] for e in evals]
+    rows.append({"method": method, "env": "MT10" if list(tasks) == list(MT10) else "mean", "success_rate": float(np.mean(means)),
+                 "success_se": se, "se_over": "seeds" if len(evals) > 1 else "episodes", "per_seed": means,
+                 "return_mean": float(np.mean([r["return_mean"] for r in rows])),
+                 "env_steps": int(sum(env_steps.get(t, 0) for t in tasks)), "episodes": n_ep * len(tasks),
+                 "seeds": len(evals), "eval_steps_per_s": float(np.mean(speed)),
+                 "eval_steps": int(sum(e["eval_steps"] for e in evals)),
+                 "videos": [v for e in evals for v in e.get("videos", [])], "notes": notes})
+    return rows
+
+
+@locks_run_dir
+def run_metaworld(cfg: ControlConfig, run_dir: str, progress: bool = True) -> dict:
+    """The MT10 table: expert, one multi-task MLP BC per seed, SB3 RL per task and seed (see module doc).
+
+    Cached under RUN: ``demos/mt10.npz``, ``policies/mlp-bc/seed<k>/policy.pt``,
+    ``policies/<algo>-scratch/<task>/seed<k>/model.zip``, ``rows/<method>__seed<k>.json`` (each seed's
+    evaluation on every task), so an interrupted run resumes from the last finished piece."""
+    from rlpf.control.mt10 import ExpertPolicy, close_envs, evaluate_mt, load_or_collect_mt
+    from rlpf.control.mt10_policies import MTBCSpec, SB3MTPolicy, train_mt_bc, train_sb3_task
+    from rlpf.core.run_dir import read_json, write_json
+
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    tasks = list(cfg.tasks)
+    video_dir = os.path.join(run_dir, "videos") if cfg.video_episodes else None
+    pol_dir = os.path.join(run_dir, "policies")
+
+    def timed(key, fn):
+        t0 = time.perf_counter()
+        out = fn()
+        timings[key] = round(timings.get(key, 0.0) + time.perf_counter() - t0, 1)
+        return out
+
+    def evaluation(method: str, seed: int | None, make_policy, first: bool) -> dict:
+        path = os.path.join(run_dir, "rows", f"{method}__seed{seed if seed is not None else 'none'}.json")
+        cached = read_json(path)
+        if cached:
+            return cached
+        policy = timed(f"train/{method}", make_policy)
+        r = timed(f"eval/{method}", lambda: evaluate_mt(
+            policy, tasks, cfg.eval_episodes, cfg.eval_seed, cfg.eval_envs, video_dir if first else None,
+            cfg.video_episodes, cfg.video_size, label=method, progress=progress))
+        r["train_seconds"] = timings.get(f"train/{method}", 0.0)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_json(path, r)
+        video_errors.extend({"method": method, **e} for e in r.get("video_errors", []))
+        return r
+
+    rows, video_errors = [], []
+    try:
+        demos = None
+        if {"mlp-bc", "head"} & set(cfg.methods):
+            demos = timed("demos", lambda: load_or_collect_mt(
+                os.path.join(run_dir, "demos", "mt10.npz"), tasks, cfg.demo_episodes, cfg.demo_seed,
+                tuple(cfg.demo_noise_range), cfg.eval_envs, progress))
+            demo_steps = {t: int(np.sum(demos["task"] == MT10.index(t))) for t in tasks}
+            expert_ok = float(np.mean(demos["ep_success"]))
+        if "expert" in cfg.methods:
+            ev = evaluation("expert", None, ExpertPolicy, True)
+            rows += _mt_rows("expert", [ev], tasks, {}, "Meta-World's scripted experts (metaworld.policies), no noise")
+        if "mlp-bc" in cfg.methods:
+            evals = [evaluation("mlp-bc", s, lambda s=s: train_mt_bc(
+                demos, os.path.join(pol_dir, "mlp-bc", f"seed{s}"),
+                MTBCSpec(cfg.bc_steps, cfg.bc_batch, cfg.bc_lr, cfg.bc_hidden, s), progress), i == 0)
+                for i, s in enumerate(cfg.seeds)]
+            rows += _mt_rows("mlp-bc", evals, tasks, demo_steps,
+                             f"one multi-task MLP (obs + one-hot task), {cfg.demo_episodes} expert episodes per task "
+                             f"(DART noise std U{tuple(cfg.demo_noise_range)}, {expert_ok:.0%} of them successful), "
+                             f"{cfg.bc_steps} steps of batch {cfg.bc_batch}")
+        if "sb3-scratch" in cfg.methods:
+            algo = cfg.sb3_algo
+            evals = [evaluation(f"{algo}-scratch", s, lambda s=s: SB3MTPolicy({
+                t: timed(f"train/{algo}-scratch/{t}", lambda t=t: train_sb3_task(
+                    t, algo, int(cfg.sb3_steps[t]), s, os.path.join(pol_dir, f"{algo}-scratch", t, f"seed{s}"), progress))
+                for t in tasks}), i == 0) for i, s in enumerate(cfg.sb3_seeds)]
+            rows += _mt_rows(f"{algo}-scratch", evals, tasks, {t: int(cfg.sb3_steps[t]) for t in tasks},
+                             f"SB3 {algo.upper()} defaults, one model per task, "
+                             f"{', '.join(sorted({str(cfg.sb3_steps[t]) for t in tasks}))} env steps per task")
+    finally:
+        close_envs()
+    report = {"benchmark": "metaworld", "table": rows, "skipped": [], "video_errors": video_errors, "success_rules": {t: "info['success'] at any step of 500" for t in tasks},
+              "eval_speed": {r["method"]: r["eval_steps_per_s"] for r in rows if "eval_steps_per_s" in r},
+              "timings": {**timings, "total_s": round(time.perf_counter() - t_start, 1)},
+              "config": dataclasses.asdict(cfg)}
+    write_json(os.path.join(run_dir, "report.json"), report)
+    return report
+
+
+def format_mt_table(report: dict) -> str:
+    rows = report["table"]
+    tasks = list(dict.fromkeys(r["env"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    by = {(r["method"], r["env"]): r for r in rows}
+    short = [t.replace("-v3", "") for t in tasks]
+    lines = [f"{'method':<14} " + " ".join(f"{s[:9]:>9}" for s in short) + f" {'env steps':>10} {'eval st/s':>9}"]
+    for m in methods:
+        cells = []
+        for t in tasks:
+            r = by.get((m, t))
+            cells.append(f"{r['success_rate']:>4.2f}±{r['success_se']:.2f}" if r else f"{'-':>9}")
+        mean = by.get((m, tasks[-1]), {})
+        lines.append(f"{m:<14} " + " ".join(f"{c:>9}" for c in cells)
+                     + f" {mean.get('env_steps', 0):>10,} {mean.get('eval_steps_per_s', 0):>9.0f}")
+    return "\n".join(lines) + "\nsuccess — Meta-World's info['success'] at any step of a 500-step episode; ± standard " \
+                              "error over training seeds (one seed: binomial over episodes)"

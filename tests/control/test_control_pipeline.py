@@ -2,6 +2,7 @@
 import json
 import sys
 
+import numpy as np
 import pytest
 
 from rlpf.cli import main
@@ -63,3 +64,50 @@ def test_control_run_records_a_video_failure_and_keeps_its_rows(tmp_path):
         ("expert", True, []), ("mlp-bc", True, [])]
     assert [(e["method"], e["env"]) for e in report["video_errors"]] == [("expert", "Reacher-v5"), ("mlp-bc", "Reacher-v5")]
     assert all("Error" in e["error"] and e["video"].startswith(str(run / "videos")) for e in report["video_errors"])
+
+
+MT_CONFIG = "experiments/configs/control_metaworld.yaml"
+MT_TINY = ["tasks=[reach-v3]", "demo_episodes=2", "eval_episodes=2", "eval_envs=2", "bc_steps=20", "bc_batch=16",
+           "bc_hidden=16", "seeds=[0, 1]", "sb3_steps={reach-v3: 120}", "video_episodes=0"]
+
+
+def test_metaworld_config_errors_name_the_field(tmp_path, capsys):
+    def err(*overrides):
+        assert main(["control", "--config", MT_CONFIG, "--out", str(tmp_path / "r"), *overrides]) == 2
+        return capsys.readouterr().err
+
+    assert "tasks.0" in err("tasks=[fly-v3]")
+    assert "outside the demonstration seeds 0..49" in err("eval_seed=20")
+    assert "sb3_steps" in err("tasks=[reach-v3]", "sb3_steps={push-v3: 10}")
+    assert "demo_noise_range" in err("demo_noise_range=[0.3, 0.1]")
+    assert "seeds" in err("seeds=[]")
+
+
+def test_metaworld_head_rows_fail_naming_the_missing_backbone(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["control", "--config", MT_CONFIG, "--out", str(out), *MT_TINY, "methods=[expert, head]",
+                 f"backbones={{base: {{path: {tmp_path / 'no-model'}, train: none}}}}"]) == 2
+    msg = capsys.readouterr().err
+    assert "head-base" in msg and str(tmp_path / "no-model") in msg and "world model" in msg
+    assert not (out / "report.json").exists() and not (out / "demos").exists()   # failed before any work
+
+
+@pytest.mark.slow
+def test_metaworld_table_end_to_end_and_resume(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["control", "--config", MT_CONFIG, "--out", str(run), "--quiet", *MT_TINY]) == 0
+    report = json.loads((run / "report.json").read_text())
+    rows = {(r["method"], r["env"]): r for r in report["table"]}
+    assert set(rows) == {(m, e) for m in ("expert", "mlp-bc", "sac-scratch") for e in ("reach-v3", "mean")}
+    assert rows[("expert", "reach-v3")]["success_rate"] == 1.0
+    bc = rows[("mlp-bc", "reach-v3")]
+    assert bc["seeds"] == 2 and len(bc["per_seed"]) == 2 and bc["se_over"] == "seeds"
+    assert bc["env_steps"] == int(np.load(run / "demos" / "mt10.npz")["ep_steps"].sum())
+    assert rows[("sac-scratch", "mean")]["env_steps"] == 120 and rows[("sac-scratch", "reach-v3")]["se_over"] == "episodes"
+    assert all(r["eval_steps_per_s"] > 0 for r in report["table"] if r["env"] == "mean")
+    assert "expert" in capsys.readouterr().out
+    for k in (0, 1):
+        assert (run / "policies" / "mlp-bc" / f"seed{k}" / "policy.pt").exists()
+    assert (run / "policies" / "sac-scratch" / "reach-v3" / "seed0" / "model.zip").exists()
+    again = run_control(load_config(ControlConfig, str(run / "config.yaml")), str(run), progress=False)
+    assert again["table"] == report["table"]
