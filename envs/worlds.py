@@ -108,6 +108,10 @@ class World:
     view: tuple[float, ...] = ()
     """Free camera of a fixed-base world's videos: (lookat x, y, z in m, distance m, elevation deg,
     azimuth deg). Empty: the model's default view (a floating-base world's camera follows its root)."""
+    hand_space: bool = False
+    """Encode the arm for the world model by its ``hand``'s position (what a mocap-driven arm is told)
+    and decode the joints by inverse kinematics (``rlpf.worldmodel.features``): True for Meta-World,
+    whose 7 joint angles compound their quantization errors into centimetres at the hand."""
     hand: str | None = None
     """Body name of the end effector (the gripper's palm), the body a mocap weld or IK drives."""
     mocap: str | None = None
@@ -248,6 +252,7 @@ def _metaworld_world(task: str) -> World:
         supports=("tablelink",),
         articulations=articulations,
         anchor_objects=True,
+        hand_space=True,
         # the table's workspace (x +-0.3, y 0.4-0.9 m) seen from the front right, close enough that a
         # 4 cm puck and a drawer handle are a few pixels wide at 256 px
         view=(0.0, 0.7, 0.1, 1.0, -30.0, 135.0),
