@@ -109,8 +109,8 @@ class World:
     """Free camera of a fixed-base world's videos: (lookat x, y, z in m, distance m, elevation deg,
     azimuth deg). Empty: the model's default view (a floating-base world's camera follows its root)."""
     hand_space: bool = False
-    """Encode the arm for the world model by its ``hand``'s position (what a mocap-driven arm is told)
-    and decode the joints by inverse kinematics (``rlpf.worldmodel.features``): True for Meta-World,
+    """Encode the arm for the world model by its ``hand``'s motion (what a mocap-driven arm is told;
+    anchored at the start like an object) and decode the joints by inverse kinematics (``rlpf.worldmodel.features``): True for Meta-World,
     whose 7 joint angles compound their quantization errors into centimetres at the hand."""
     hand: str | None = None
     """Body name of the end effector (the gripper's palm), the body a mocap weld or IK drives."""
