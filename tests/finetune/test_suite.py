@@ -65,7 +65,7 @@ def test_suite_report_table_and_mean():
 
 @pytest.mark.slow   # a tiny Meta-World pretraining and RLPF run, end to end through the CLI
 def test_metaworld_suite_end_to_end(tmp_path):
-    overrides = TINY + [f"world={DRAWER}", f"data={tmp_path / 'data'}", "frames=32", "tokenizer_window=16",
+    overrides = TINY + [f"world={DRAWER}", f"data={tmp_path / 'data'}", "frames=64", "tokenizer_window=16",
                         "data_n=30", "artifact_kinds=[move_articulation, teleport_object]"]
     pre = tmp_path / "pretrain.yaml"
     pre.write_text(yaml.safe_dump({o.split("=", 1)[0]: yaml.safe_load(o.split("=", 1)[1]) for o in overrides}))
