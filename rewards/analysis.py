@@ -342,6 +342,8 @@ class ContactSolution:
     root_residual: np.ndarray   # [T] root wrench no contact explains, in body weights
     torque_ratio: np.ndarray    # [T, A] |actuator torque needed| / actuator limit
     support_need: np.ndarray    # [T] vertical force the root needs, in body weights
+    remainder: np.ndarray | None = None  # [T, nv] generalized force left after the fitted contacts and limits:
+    # on the actuated dofs, the joint torques the motion needs (rlpf.policies.residual_tracker's feedforward)
 
 
 def contact_solution(clip: Clip, cw: CompiledWorld) -> ContactSolution:
@@ -400,4 +402,4 @@ def _solve_contacts(ph: ClipPhysics, cw: CompiledWorld) -> ContactSolution:
         root_res = np.zeros(T)
         support = np.zeros(T)
     torque_ratio = np.abs(remainder[:, cw.actuated_dofs]) / cw.torque_limit
-    return ContactSolution(root_residual=root_res, torque_ratio=torque_ratio, support_need=support)
+    return ContactSolution(root_residual=root_res, torque_ratio=torque_ratio, support_need=support, remainder=remainder)

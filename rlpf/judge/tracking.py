@@ -396,7 +396,10 @@ _BUILTIN_TRACKERS = {"pd": ("rlpf.policies.pd_tracker:world_pd_tracker", "PD + i
                      "learned": ("rlpf.policies.learned_tracker:default_tracker",
                                  f"the SB3-trained tracker in {LEARNED_RUN_DIR}"),
                      "bullet": ("rlpf.policies.bullet_tracker:BulletTracker",
-                                "PD + inverse dynamics in PyBullet (a second physics engine; ant, humanoid)")}
+                                "PD + inverse dynamics in PyBullet (a second physics engine; ant, humanoid)"),
+                     "pd-residual": ("rlpf.policies.residual_tracker:ResidualTracker",
+                                     "PD + inverse dynamics plus a root residual wrench that success charges "
+                                     "(UHC/RFC; floating-root worlds)")}
 for _name, (_factory, _doc) in _BUILTIN_TRACKERS.items():
     register_tracker(_name, _factory, doc=_doc)
 
