@@ -186,3 +186,23 @@ def test_same_manifest_on_ray(tmp_path):
         ray.shutdown()
     assert len(manifests["local"]) == 5 and manifests["ray"] == manifests["local"]
     assert kept_files(tmp_path / "ray") == kept_files(tmp_path / "local")
+
+
+def crash_on_prompt(clips, **_):
+    """A reward plugin that kills its worker process on a clip prompted 'crash' (as a native crash would)."""
+    if any(c.prompt == "crash" for c in clips):
+        os._exit(1)
+    return [0.0 for _ in clips]
+
+
+def test_a_file_that_kills_its_worker_is_recorded_and_the_rest_of_its_chunk_scored(tmp_path):
+    src = _ant_dir(tmp_path / "src", 3)
+    save_clips(str(src / "walk_1_crash.npz"), simulate("ant", AntGait(), 30, seed=9, prompt="crash"))
+    out = tmp_path / "kept"
+    cfg = ScoreConfig(weights={"test_curation:crash_on_prompt": 0.0})
+    summary = curate([str(src)], str(out), cfg, workers=1, chunk_files=4)  # all four files in one chunk
+    by_name = {os.path.basename(r["source"]): r for r in rows(out)}
+    assert len(by_name) == 4 and summary["n_errors"] == 1
+    assert "worker died" in by_name["walk_1_crash.npz"]["error"] and not by_name["walk_1_crash.npz"]["kept"]
+    for name in ("walk_0.npz", "walk_1.npz", "walk_2.npz"):
+        assert by_name[name]["error"] is None and "test_curation:crash_on_prompt" in by_name[name]["terms"]
