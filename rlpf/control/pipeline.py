@@ -442,7 +442,8 @@ def run_metaworld(cfg: ControlConfig, run_dir: str, progress: bool = True) -> di
 
     Cached under RUN: ``demos/mt10.npz``, ``policies/mlp-bc/seed<k>/policy.pt``,
     ``policies/<algo>-scratch/<task>/seed<k>/model.zip``, ``rows/<method>__seed<k>.json`` (each seed's
-    evaluation on every task), so an interrupted run resumes from the last finished piece."""
+    evaluation on every task; ``rows/<method>__seed<k>/<task>.json`` per task while it runs), so an
+    interrupted run resumes from the last finished piece."""
     from rlpf.control.mt10 import ExpertPolicy, close_envs, evaluate_mt, load_or_collect_mt
     from rlpf.control.mt10_policies import MTBCSpec, SB3MTPolicy, train_mt_bc, train_sb3_task
     from rlpf.core.run_dir import read_json, write_json
@@ -464,11 +465,21 @@ def run_metaworld(cfg: ControlConfig, run_dir: str, progress: bool = True) -> di
         cached = read_json(path)
         if cached:
             return cached
-        policy = timed(f"train/{method}", make_policy)
-        r = timed(f"eval/{method}", lambda: evaluate_mt(
-            policy, tasks, cfg.eval_episodes, cfg.eval_seed, cfg.eval_envs, video_dir if first else None,
-            cfg.video_episodes, cfg.video_size, label=method, progress=progress))
-        r["train_seconds"] = timings.get(f"train/{method}", 0.0)
+        key = f"{method}/seed{seed if seed is not None else 'none'}"
+        policy = timed(f"train/{key}", make_policy)
+        parts = []
+        for task in tasks:   # each task's evaluation is cached too: a run stopped mid-row resumes at its task
+            part_path = os.path.join(path[:-len(".json")], f"{task}.json")
+            part = read_json(part_path)
+            if not part:
+                part = timed(f"eval/{key}", lambda: evaluate_mt(
+                    policy, [task], cfg.eval_episodes, cfg.eval_seed, cfg.eval_envs, video_dir if first else None,
+                    cfg.video_episodes, cfg.video_size, label=method, progress=progress))
+                os.makedirs(os.path.dirname(part_path), exist_ok=True)
+                write_json(part_path, part)
+            parts.append(part)
+        r = merge_evaluations(parts)
+        r["train_seconds"] = timings.get(f"train/{key}", 0.0)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         write_json(path, r)
         video_errors.extend({"method": method, **e} for e in r.get("video_errors", []))
@@ -512,6 +523,19 @@ def run_metaworld(cfg: ControlConfig, run_dir: str, progress: bool = True) -> di
               "config": dataclasses.asdict(cfg)}
     write_json(os.path.join(run_dir, "report.json"), report)
     return report
+
+
+def merge_evaluations(parts: list[dict]) -> dict:
+    """``evaluate_mt`` reports of disjoint task lists (same policy, episodes, seeds) as one report."""
+    out = {k: parts[0][k] for k in ("policy", "episodes", "seed", "n_envs", "success_rule")}
+    out["tasks"] = {t: v for p in parts for t, v in p["tasks"].items()}
+    out["success_mean"] = float(np.mean([v["success_rate"] for v in out["tasks"].values()]))
+    for k in ("eval_steps", "seconds", "env_make_seconds"):
+        out[k] = round(sum(p[k] for p in parts), 2) if k != "eval_steps" else int(sum(p[k] for p in parts))
+    out["steps_per_s"] = round(out["eval_steps"] / max(out["seconds"], 1e-9), 1)
+    out["videos"] = [v for p in parts for v in p["videos"]]
+    out["video_errors"] = [e for p in parts for e in p["video_errors"]]
+    return out
 
 
 def format_mt_table(report: dict) -> str:
