@@ -86,6 +86,25 @@ def save_sb3(model, vecnormalize, path: str, env_id: str, algo: str) -> None:
         json.dump({"algo": algo, "env_id": env_id}, f)
 
 
+def learn_sb3(venv, algo: str, steps: int, seed: int, out_dir: str, task: str, progress: bool = True) -> SB3Policy:
+    """SB3 PPO (wrapped in VecNormalize) or SAC with default hyperparameters trained from scratch on
+    ``venv`` for ``steps`` env steps (TensorBoard in ``out_dir/tb``), saved with ``save_sb3`` and read back."""
+    from stable_baselines3 import PPO, SAC
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    vn = None
+    tb = os.path.join(out_dir, "tb")
+    if algo == "ppo":
+        venv = vn = VecNormalize(venv, gamma=0.99)
+        model = PPO("MlpPolicy", venv, seed=seed, device="cpu", tensorboard_log=tb, verbose=0)
+    else:
+        model = SAC("MlpPolicy", venv, seed=seed, device="cpu", tensorboard_log=tb, verbose=0)
+    model.learn(total_timesteps=steps, progress_bar=progress, tb_log_name=algo)
+    save_sb3(model, vn, out_dir, task, algo)
+    venv.close()
+    return load_sb3(out_dir)
+
+
 def load_sb3(path: str) -> SB3Policy:
     """An SB3 ``.zip`` (and the ``vecnormalize.json`` beside it), read without unpickling anything:
     cloudpickled model entries are rebuilt by ``rlpf.core.safe_load.load_sb3_model``. A ``vecnormalize.pkl``

@@ -413,25 +413,32 @@ def _save(path: str, payload: dict) -> None:
     os.replace(tmp, path)
 
 
+def read_policy_file(path: str) -> dict:
+    """The dict in a ``policy.pt`` (with its ``kind``), read as tensors and plain data only: a policy
+    file someone shares must not run code when it is opened. PolicyLoadError naming the file otherwise."""
+    from rlpf.control.tasks import PolicyLoadError
+    from rlpf.core.safe_load import UnsafeFileError, load_tensors
+
+    if not os.path.isfile(path):
+        raise PolicyLoadError(f"policy {path}: no such file")
+    try:
+        p = load_tensors(path, what="policy file")
+        p["kind"]
+    except UnsafeFileError as e:
+        raise PolicyLoadError(f"policy {path}: {e.problem}") from None
+    except Exception as e:  # noqa: BLE001 - torch raises many types for damaged files
+        raise PolicyLoadError(f"policy {path}: not a readable rlpf policy file ({type(e).__name__}: {e})") from None
+    return p
+
+
 def load_policy_file(path: str):
     """A ``policy.pt`` written by ``train_control_head`` or ``train_mlp_bc``, ready to act."""
     from rlpf.control.tasks import PolicyLoadError
     from rlpf.core.errors import CheckpointError
     from rlpf.worldmodel.model import WorldModel
 
-    from rlpf.core.safe_load import UnsafeFileError, load_tensors
-
-    if not os.path.isfile(path):
-        raise PolicyLoadError(f"policy {path}: no such file")
-    try:
-        # tensors and plain data only (the file is a dict of str/int/float/dict + state dicts): a
-        # policy file someone shares must not run code when it is opened
-        p = load_tensors(path, what="policy file")
-        kind = p["kind"]
-    except UnsafeFileError as e:
-        raise PolicyLoadError(f"policy {path}: {e.problem}") from None
-    except Exception as e:  # noqa: BLE001 - torch raises many types for damaged files
-        raise PolicyLoadError(f"policy {path}: not a readable rlpf policy file ({type(e).__name__}: {e})") from None
+    p = read_policy_file(path)
+    kind = p["kind"]
     if kind == "mlp_bc":
         net = MLPNet(Normalizer(p["obs_size"]), Normalizer(p["act_size"]), p["hidden"])
         net.load_state_dict(p["state"])

@@ -116,17 +116,10 @@ def train_mt_bc(demos: dict, out_dir: str, spec: MTBCSpec, progress: bool = True
 
 def load_mt_policy(path: str) -> MTMLPPolicy:
     """A ``policy.pt`` of ``train_mt_bc``; PolicyLoadError naming the file otherwise."""
-    from rlpf.core.safe_load import UnsafeFileError, load_tensors
+    from rlpf.control.head import read_policy_file
 
-    if not os.path.isfile(path):
-        raise PolicyLoadError(f"policy {path}: no such file")
-    try:
-        p = load_tensors(path, what="policy file")
-        kind = p["kind"]
-    except UnsafeFileError as e:
-        raise PolicyLoadError(f"policy {path}: {e.problem}") from None
-    except Exception as e:  # noqa: BLE001 - torch raises many types for damaged files
-        raise PolicyLoadError(f"policy {path}: not a readable rlpf policy file ({type(e).__name__}: {e})") from None
+    p = read_policy_file(path)
+    kind = p["kind"]
     if kind != POLICY_KIND:
         raise PolicyLoadError(f"policy {path}: a {kind!r} policy, not a multi-task Meta-World policy ({POLICY_KIND})")
     net = MTMLPNet(Normalizer(p["obs_size"]), Normalizer(p["act_size"]), p["hidden"])
@@ -157,24 +150,13 @@ def train_sb3_task(task: str, algo: str, steps: int, seed: int, out_dir: str, pr
     """SB3 SAC (defaults) or PPO (defaults, VecNormalize) from scratch on ``task``; ``out_dir/model.zip``
     (reused when present). Training episodes draw their scenes from the env's generator seeded with
     ``seed`` (SB3 seeds the first reset), a stream apart from the evaluation's per-episode seeds."""
-    from stable_baselines3 import PPO, SAC
     from stable_baselines3.common.monitor import Monitor
-    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+    from stable_baselines3.common.vec_env import DummyVecEnv
 
-    from rlpf.control.evaluate import load_sb3, save_sb3
+    from rlpf.control.evaluate import learn_sb3, load_sb3
 
     if os.path.isfile(os.path.join(out_dir, "model.zip")):
         return load_sb3(out_dir)
     venv = DummyVecEnv([lambda: Monitor(make_task_env(task))])
     venv.seed(seed)
-    vn = None
-    tb = os.path.join(out_dir, "tb")
-    if algo == "ppo":
-        venv = vn = VecNormalize(venv, gamma=0.99)
-        model = PPO("MlpPolicy", venv, seed=seed, device="cpu", tensorboard_log=tb, verbose=0)
-    else:
-        model = SAC("MlpPolicy", venv, seed=seed, device="cpu", tensorboard_log=tb, verbose=0)
-    model.learn(total_timesteps=steps, progress_bar=progress, tb_log_name=algo)
-    save_sb3(model, vn, out_dir, task, algo)
-    venv.close()
-    return load_sb3(out_dir)
+    return learn_sb3(venv, algo, steps, seed, out_dir, task, progress)

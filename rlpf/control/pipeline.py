@@ -225,26 +225,14 @@ def prepare_backbone(name: str, spec: Backbone | dict, progress: bool = True) ->
 
 def train_sb3(env_id: str, algo: str, steps: int, n_envs: int, seed: int, out_dir: str, progress: bool = True):
     """SB3 PPO (VecNormalize) or SAC from scratch; ``out_dir/model.zip`` (reused when present)."""
-    from stable_baselines3 import PPO, SAC
     from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.vec_env import VecNormalize
 
-    from rlpf.control.evaluate import load_sb3, save_sb3
+    from rlpf.control.evaluate import learn_sb3, load_sb3
 
     if os.path.isfile(os.path.join(out_dir, "model.zip")):
         return load_sb3(out_dir)
     venv = make_vec_env(env_id, n_envs=n_envs if algo == "ppo" else 1, seed=seed)
-    vn = None
-    tb = os.path.join(out_dir, "tb")
-    if algo == "ppo":
-        venv = vn = VecNormalize(venv, gamma=0.99)
-        model = PPO("MlpPolicy", venv, seed=seed, device="cpu", tensorboard_log=tb, verbose=0)
-    else:
-        model = SAC("MlpPolicy", venv, seed=seed, device="cpu", tensorboard_log=tb, verbose=0)
-    model.learn(total_timesteps=steps, progress_bar=progress, tb_log_name=algo)
-    save_sb3(model, vn, out_dir, env_id, algo)
-    venv.close()
-    return load_sb3(out_dir)
+    return learn_sb3(venv, algo, steps, seed, out_dir, env_id, progress)
 
 
 # ---------------------------------------------------------------------------------------------------

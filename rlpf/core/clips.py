@@ -196,6 +196,19 @@ def _per_clip(path, value, n, batch, key):
     raise ClipError(path, f"'{key}' must be a string or one string per clip, got shape {value.shape}")
 
 
+def checked_world(clip: Clip, world: str | None = None):
+    """The compiled world of ``clip`` (``world``, else the clip's own), the clip validated against it;
+    ClipError naming the clip when it has no world or does not fit it."""
+    from rlpf.envs.worlds import compile_world
+
+    name = world or clip.world
+    if not name:
+        raise ClipError(clip.source, "no world: the file has no 'world' key and no --world was given")
+    cw = compile_world(name)
+    validate(clip, cw.model, cw.name)
+    return cw
+
+
 def validate(clip: Clip, model: mujoco.MjModel, world_name: str = "") -> Clip:
     """Check a clip against a world's model; normalise its quaternions in place. Raises ClipError."""
     q = clip.qpos
@@ -270,7 +283,7 @@ def load_by_world(paths: list[str], world: str | None) -> tuple[dict[str, list[C
     Returns the clips grouped by world name and one ``{"source", "error"}`` per bad input: one broken
     file or clip never stops the rest.
     """
-    from rlpf.envs.worlds import UnknownWorldError, compile_world
+    from rlpf.envs.worlds import UnknownWorldError
 
     errors: list[dict] = []
     by_world: dict[str, list[Clip]] = {}
@@ -281,17 +294,13 @@ def load_by_world(paths: list[str], world: str | None) -> tuple[dict[str, list[C
             errors.append({"source": e.source, "error": e.problem})
             continue
         for clip in clips:
-            name = world or clip.world
             try:
-                if not name:
-                    raise ClipError(clip.source, "no world: the file has no 'world' key and no --world was given")
-                cw = compile_world(name)
-                validate(clip, cw.model, cw.name)
+                checked_world(clip, world)
             except ClipError as e:
                 errors.append({"source": e.source, "error": e.problem})
                 continue
             except UnknownWorldError as e:
                 errors.append({"source": clip.source, "error": str(e)})
                 continue
-            by_world.setdefault(name, []).append(clip)
+            by_world.setdefault(world or clip.world, []).append(clip)
     return by_world, errors

@@ -349,8 +349,8 @@ _TRACKERS: dict = {}
 
 def _curate_chunk(job_cfg: dict, files: list) -> list:
     """Validate and score the clips of some files; ``[(file index, [row per clip])]``."""
-    from rlpf.core.clips import ClipError, validate
-    from rlpf.envs.worlds import UnknownWorldError, compile_world
+    from rlpf.core.clips import ClipError, checked_world
+    from rlpf.envs.worlds import UnknownWorldError
     from rlpf.judge.scoring import ScoreConfig, score_clips
     from rlpf.judge.tracking import load_tracker
 
@@ -361,19 +361,15 @@ def _curate_chunk(job_cfg: dict, files: list) -> list:
     groups: dict[str, list] = {}  # world -> [(file index, clip index, clip)]
     for i, clips in files:
         for k, clip in enumerate(clips):
-            name = job_cfg["world"] or clip.world
             try:
-                if not name:
-                    raise ClipError(clip.source, "no world: the file has no 'world' key and no --world was given")
-                cw = compile_world(name)
-                validate(clip, cw.model, cw.name)
+                checked_world(clip, job_cfg["world"])
             except ClipError as e:
                 rows[i, k] = _error_row(clip.source, e.problem)
                 continue
             except UnknownWorldError as e:
                 rows[i, k] = _error_row(clip.source, str(e))
                 continue
-            groups.setdefault(name, []).append((i, k, clip))
+            groups.setdefault(job_cfg["world"] or clip.world, []).append((i, k, clip))
     for name, members in groups.items():
         context = {"tracker_workers": 1}  # tracking in this worker: the workers are the parallelism
         if spec:
