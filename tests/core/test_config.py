@@ -184,11 +184,29 @@ KINDS = {"ant": PretrainConfig, "pusher": PretrainConfig, "tracker_ant": Tracker
          "control_pusher": ControlConfig, "score_strict_skating": ScoreConfig}
 
 
+def _kind(name: str, path: str):
+    from rlpf.core.config import read_yaml
+    from rlpf.finetune.suite import SuiteConfig, is_suite
+
+    if is_suite(read_yaml(path)):
+        return SuiteConfig
+    if name.startswith("metaworld_"):
+        return PretrainConfig
+    if name.startswith("control_"):
+        return ControlConfig
+    return KINDS.get(name, RLPFConfig)
+
+
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(CONFIGS, "*.yaml"))), ids=os.path.basename)
-def test_every_experiment_config_loads_and_round_trips(path, tmp_path):
+def test_every_experiment_config_loads_and_round_trips(path, tmp_path, monkeypatch):
+    from rlpf.finetune.suite import SuiteConfig, run_configs
+
+    monkeypatch.chdir(os.path.join(HERE, ".."))   # a suite names its runs from the repository root
     name = os.path.basename(path)[:-5]
-    cls = KINDS.get(name, RLPFConfig)
+    cls = _kind(name, path)
     cfg = load_config(cls, path)
+    if cls is SuiteConfig:   # and every run it names loads (paths are relative to the repository root)
+        assert run_configs(cfg)
     save_config(cfg, str(tmp_path / "config.yaml"))
     assert load_config(cls, str(tmp_path / "config.yaml")) == cfg
 
