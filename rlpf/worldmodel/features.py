@@ -249,8 +249,7 @@ class MotionFeatures:
             raise ValueError("need at least 2 frames to encode velocities")
         pos, quat = qpos[..., :3], qpos[..., 3:7] / np.linalg.norm(qpos[..., 3:7], axis=-1, keepdims=True)
         yaw = yaw_of(quat)
-        vel = np.diff(pos, axis=-2) * fps
-        vel = np.concatenate([vel, vel[..., -1:, :]], axis=-2)  # the last frame keeps its velocity
+        vel = _forward_rate(pos, fps)
         yaw_rate = wrap_angle(np.diff(yaw, axis=-1)) * fps
         yaw_rate = np.concatenate([yaw_rate, yaw_rate[..., -1:]], axis=-1)
         c, s = np.cos(yaw), np.sin(yaw)
