@@ -15,6 +15,7 @@ others still run; the command then exits non-zero.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -84,7 +85,7 @@ def train_suite(cfg: SuiteConfig, run_dir: str, overrides: list[str] = (), progr
     reports, failed = {}, {}
     for i, (name, run_cfg) in enumerate(configs.items()):
         if progress:
-            print(f"[suite {i + 1}/{len(configs)}] {name}: {run_cfg.world}, method {run_cfg.method}", flush=True)
+            print(f"[suite {i + 1}/{len(configs)}] {name}: {run_cfg.world}, method {run_cfg.method}", file=sys.stderr, flush=True)
         sub = os.path.join(run_dir, name)
         try:
             train_rlpf(run_cfg, sub, progress=progress)
@@ -92,7 +93,7 @@ def train_suite(cfg: SuiteConfig, run_dir: str, overrides: list[str] = (), progr
         except (RLPFError, RuntimeError, ValueError, OSError) as e:   # one task's failure leaves the others
             failed[name] = f"{type(e).__name__}: {e}"
             if progress:
-                print(f"[suite] {name} failed: {failed[name]}", flush=True)
+                print(f"[suite] {name} failed: {failed[name]}", file=sys.stderr, flush=True)
     report = suite_report(reports, failed)
     write_json(os.path.join(run_dir, "report.json"), report)
     with open(os.path.join(run_dir, "report.md"), "w") as f:
