@@ -111,6 +111,9 @@ def test_gymnasium_env_recording_scores_as_is():
 
     env = gym.make("Ant-v5")
     env.reset(seed=0)
+    # seeded actions: unseeded, the test failed now and then - 1 of 30 such clips (action seeds 0-29)
+    # is flagged for skating, the bouncy-ant limit the README states for uniform random actions
+    env.action_space.seed(0)
     frames = []
     for _ in range(60):
         frames.append(env.unwrapped.data.qpos.copy())
