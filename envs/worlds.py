@@ -229,6 +229,14 @@ METAWORLD_TASKS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...], tuple]] 
     "door-open-v3": ("sawyer_xyz/sawyer_door_pull.xml", (), ("doorjoint",), (("door", (0.05, 0.9, 0.15)),)),
     "button-press-topdown-v3": ("sawyer_xyz/sawyer_button_press_topdown.xml", (), ("btnbox_joint",),
                                 (("box", (0.0, 0.85, 0.115)),)),
+    # the rest of MT10: drawer x +-0.1; window-open x +-0.1, y 0.7..0.9; window-close y 0.75..0.9;
+    # peg-insert-side: the peg is a free object (its start in qpos), the box with the hole a fixture
+    # at the middle of goal_low..goal_high (x -0.35..-0.25, y 0.4..0.7, z +-0.001)
+    "drawer-close-v3": ("sawyer_xyz/sawyer_drawer.xml", (), ("goal_slidey",), (("drawer", (0.0, 0.9, 0.0)),)),
+    "peg-insert-side-v3": ("sawyer_xyz/sawyer_peg_insertion_side.xml", ("peg",), (), (("box", (-0.3, 0.55, 0.0)),)),
+    "window-open-v3": ("sawyer_xyz/sawyer_window_horizontal.xml", (), ("window_slide",), (("window", (0.0, 0.8, 0.16)),)),
+    "window-close-v3": ("sawyer_xyz/sawyer_window_horizontal.xml", (), ("window_slide",),
+                        (("window", (0.0, 0.825, 0.2)),)),
 }
 
 

@@ -44,6 +44,20 @@ classes, done / partway / not at all, with thresholds taken from Meta-World's ow
     button-press-topdown-v3  p = button pressed (-(q - q0), m): >= 0.07 "press the button"; >= 0.01
                    "press the button partway"; else "move the arm without pressing the button".
                    Success (within 2.4 cm of the bottom) first holds at 0.0706-0.0715 m.
+    drawer-close-v3 p = slide closed (q - q0, m; the env pulls the drawer 0.15 m out at reset):
+                   >= 0.115 "close the drawer"; >= 0.02 "close the drawer partway". Success (within
+                   5.5 cm of closed) first holds at 0.119-0.121 m (3 seeds).
+    window-open-v3 p = window slid open (q - q0, m): >= 0.19 "slide the window open"; >= 0.02 partway.
+                   Success (handle within 5 cm of its target 0.2 m away) first holds at 0.195-0.196 m.
+    window-close-v3 p = window slid closed (-(q - q0), m, from 0.2 at reset): >= 0.16 "slide the window
+                   closed"; >= 0.02 partway. Success first holds at 0.161-0.163 m.
+    peg-insert-side-v3 lift as pick-place (>= 0.02 m, else "move the arm without lifting the peg");
+                   lifted and the peg head within Meta-World's success distance of the hole (its
+                   ``obj_to_target``: distance to box + (0.03, 0, 0.13) with y, z weighted 2, <= 0.07 m;
+                   progress = minus that distance) "insert the peg into the hole", else "pick up the peg".
+    The window's slide and the closing drawer have no damping: once the expert's ~1 m/s push starts
+    them they coast to their end even when the expert stops at 2 cm (measured, 3 seeds), so their
+    "partway" prompt is rarely what the measured label says (0 of 6 episodes asked for it).
 
 ``MARGINS`` bands around each threshold are ambiguous (rejected from datasets). To produce each class
 the expert runs for all of the episode (done) or for a drawn number of steps around (partway) or
@@ -57,6 +71,7 @@ import functools
 import types
 import warnings
 
+import mujoco
 import numpy as np
 
 from rlpf.core.clips import Clip
@@ -76,7 +91,8 @@ MAX_STEPS = 500
 
 @dataclasses.dataclass(frozen=True)
 class _Task:
-    kind: str                       # "object": free-object displacement / lift; "articulation": joint opening
+    kind: str                       # "object": free-object displacement / lift; "articulation": joint opening;
+                                    # "insert": lift, then the peg head's distance to the hole (progress = -distance)
     phrases: tuple[str, str, str]   # done, partway, not at all
     done: float                     # progress threshold of "done" (m or rad)
     partway: float                  # progress threshold of "partway"
@@ -100,6 +116,17 @@ TASKS: dict[str, _Task] = {
                                            "move the arm without opening the door"), 1.38, 0.1, 0.1, 0.04, 82),
     "button-press-topdown-v3": _Task("articulation", ("press the button", "press the button partway",
                                                       "move the arm without pressing the button"), 0.07, 0.01, 0.006, 0.004, 62),
+    "drawer-close-v3": _Task("articulation", ("close the drawer", "close the drawer partway",
+                                              "move the arm without closing the drawer"), 0.115, 0.02, 0.01, 0.008, 77,
+                             sign=1.0),
+    "window-open-v3": _Task("articulation", ("slide the window open", "slide the window partway open",
+                                             "move the arm without moving the window"), 0.19, 0.02, 0.005, 0.008, 78,
+                            sign=1.0),
+    "window-close-v3": _Task("articulation", ("slide the window closed", "slide the window partway closed",
+                                              "move the arm without moving the window"), 0.16, 0.02, 0.01, 0.008, 75),
+    "peg-insert-side-v3": _Task("insert", ("insert the peg into the hole", "pick up the peg",
+                                           "move the arm without lifting the peg"), -0.07, 0.0, 0.01, 0.0, 78,
+                                lift=0.02, margin_lift=0.006),
 }
 """The labelled tasks (see the module docstring); every key is also in ``METAWORLD_TASKS``."""
 
@@ -131,15 +158,33 @@ def measure(world: str, q: np.ndarray, fps: float) -> dict[str, float]:
     cw = compile_world(world)
     if q.shape[1] != cw.nq:
         raise ValueError(f"label_motion: {world} qpos has {cw.nq} columns, got {q.shape[1]}")
-    if spec.kind == "object":
+    if spec.kind in ("object", "insert"):
         m = cw.model
         j = int(m.body_jntadr[cw.object_bodies[0]])
         pos = q[:, m.jnt_qposadr[j]: m.jnt_qposadr[j] + 3]
         d = float(np.linalg.norm(pos[-1, :2] - pos[0, :2]))
         lift = float(pos[:, 2].max() - pos[0, 2])
+        if spec.kind == "insert":
+            return {"progress": -_peg_goal_distance(cw, q[-1]), "displacement_m": d, "lift_m": lift}
         return {"progress": d, "displacement_m": d, "lift_m": lift}
     a = q[:, int(cw.articulation_qpos[0])]
     return {"progress": float(spec.sign * (a[-1] - a[0]))}
+
+
+PEG_TARGET_OFFSET = np.array([0.03, 0.0, 0.13])
+"""peg-insert-side-v3's goal relative to the box body (``reset_model``: ``pos_box + [0.03, 0, 0.13]``)."""
+PEG_DISTANCE_SCALE = np.array([1.0, 2.0, 2.0])
+"""... and the axis scale of its ``obj_to_target`` (success: scaled distance <= 0.07 m)."""
+
+
+def _peg_goal_distance(cw, qpos: np.ndarray) -> float:
+    """Meta-World's ``obj_to_target`` for peg-insert-side: the pegHead site's scaled distance to the
+    hole's target, from one frame's qpos (forward kinematics in the world's model, box at its placement)."""
+    d = mujoco.MjData(cw.model)
+    d.qpos[:] = qpos
+    mujoco.mj_kinematics(cw.model, d)
+    target = d.xpos[cw.model.body("box").id] + PEG_TARGET_OFFSET
+    return float(np.linalg.norm((d.site("pegHead").xpos - target) * PEG_DISTANCE_SCALE))
 
 
 def label(world: str, meas: dict) -> str:
@@ -188,7 +233,7 @@ def _reset(world, env, rng: np.random.Generator, fixed_start: bool = False) -> n
     w = get_world(world)
     u = env.unwrapped
     space = u._random_reset_space
-    if w.placements:   # the fixture at the world's placement: Meta-World's rand_vec is its position
+    if w.placements and not w.objects:   # the fixture at the world's placement: Meta-World's rand_vec is its position
         (_, pos), = w.placements
         vec = np.asarray(pos, dtype=np.float64)
     else:              # object (and goal) from the reset range, goal >= 0.15 m from the object
@@ -196,6 +241,9 @@ def _reset(world, env, rng: np.random.Generator, fixed_start: bool = False) -> n
             vec = rng.uniform(space.low, space.high)
             if fixed_start:
                 vec[:3] = (space.low[:3] + space.high[:3]) / 2
+            if w.placements:   # peg-insert-side: rand_vec is (peg, box); the box stays at its placement
+                (_, pos), = w.placements
+                vec[3:6] = pos
             if len(vec) < 6 or np.linalg.norm(vec[:2] - vec[3:5]) >= 0.15:
                 break
     u._last_rand_vec, u._freeze_rand_vec, u._set_task_called = vec, True, True
@@ -280,7 +328,9 @@ def episode(world, prompt: str, seed: int, frames: int = 64) -> Clip:
         kw = {}
     elif prompt == partway and spec.lift is not None:   # lifted, then held before carrying it far
         # the held puck keeps moving ~4-5 cm after the expert stops (measured), so it stops early
-        kw = {"stop_lift": spec.lift + 2 * spec.margin_lift, "stop_progress": spec.done / 4}
+        # (the peg: held once lifted, before it is carried to the hole)
+        kw = {"stop_lift": spec.lift + 2 * spec.margin_lift,
+              "stop_progress": spec.done / 4 if spec.kind == "object" else None}
     elif prompt == partway:   # stopped once the joint is a drawn way between the two thresholds
         lo, hi = spec.partway + 2 * spec.margin_partway, spec.done - 2 * spec.margin_done
         kw = {"stop_progress": float(rng.uniform(lo, hi))}
@@ -309,6 +359,7 @@ ARTIFACT_KINDS = {
     "object": ("levitate_object", "sink_object", "slide_object", "teleport_object", "pass_through_gripper", "jitter"),
     "articulation": ("move_articulation", "teleport_object", "jitter"),
 }
+ARTIFACT_KINDS["insert"] = ARTIFACT_KINDS["object"]
 """``rlpf.data.corrupt`` kinds drawn for the web-like artifacts of a free-object / an articulated task."""
 
 

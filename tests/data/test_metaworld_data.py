@@ -50,6 +50,34 @@ def test_pick_place_lift_decides():
     assert label_motion(q, clip.fps, "metaworld/pick-place-v3") == "move the arm without lifting the puck"
 
 
+@pytest.mark.parametrize("task, done", [("drawer-close-v3", "close the drawer"),
+                                        ("window-open-v3", "slide the window open"),
+                                        ("window-close-v3", "slide the window closed")])
+def test_rest_of_mt10_articulations_labelled_with_meta_worlds_success(task, done):
+    """The expert's run reaches Meta-World's own success and the label says done; the first
+    frames (before the push) say nothing moved."""
+    world = f"metaworld/{task}"
+    clip = mwd.record_episode(world, seed=0, frames=64, noise_std=0.0)
+    assert clip.cache["metaworld"]["success_step"] is not None
+    assert label_motion(clip.qpos, clip.fps, world) == done
+    assert label_motion(clip.qpos[:8], clip.fps, world) == mwd.TASKS[task].phrases[2]
+
+
+def test_peg_insert_is_lift_then_meta_worlds_goal_distance():
+    world = "metaworld/peg-insert-side-v3"
+    clip = mwd.record_episode(world, seed=1, frames=64, noise_std=0.0)
+    assert clip.cache["metaworld"]["success_step"] is not None
+    m = measure_motion(clip.qpos, clip.fps, world)
+    assert m["lift_m"] >= 0.05 and -m["progress"] <= 0.07     # progress = -Meta-World's obj_to_target
+    assert label_motion(clip.qpos, clip.fps, world) == "insert the peg into the hole"
+    # lifted but stopped before the hole: picked up only
+    held = mwd.record_episode(world, seed=1, frames=48, stop_lift=0.04, noise_std=0.0)
+    assert label_motion(held.qpos, held.fps, world) == "pick up the peg"
+    q = clip.qpos.copy()
+    q[:, 9:16] = q[0, 9:16]     # the peg never moves
+    assert label_motion(q, clip.fps, world) == "move the arm without lifting the peg"
+
+
 def test_make_dataset_balanced_and_deterministic():
     stats = {}
     clips = make_dataset(DRAWER, 3, seed=0, frames=64, workers=1, stats=stats)
