@@ -75,7 +75,15 @@ of mocap motion per step); kept here so the control layer does not import the da
 VIDEO_STRIDE = 4
 """Env steps per video frame: 20 fps of an 80 Hz env, real time."""
 CAMERA = "corner"
-"""Meta-World's camera of the videos (a view of the table from its front corner)."""
+"""Meta-World's camera of the videos (a view of the table from its front corner). Its MJCF pose
+(``xyz_base.xml``: ``xyaxes="-1 1 0 -0.2 -0.2 -1"``) points the image's up axis down, so its frames
+are turned 180 degrees (``upright``) before they are written."""
+
+
+def upright(frame: np.ndarray) -> np.ndarray:
+    """A ``CAMERA`` frame the right way up: the camera is rolled 180 degrees, so rows and columns both
+    reverse (a rotation; flipping rows alone would mirror the scene)."""
+    return np.ascontiguousarray(frame[::-1, ::-1])
 
 
 class MetaWorldTaskError(RLPFError, ValueError):
@@ -247,7 +255,7 @@ def _rollout(policy, task: str, seeds: list[int], n_envs: int, on_step=None, vid
         if video is not None and ep < video.get("episodes", 0) and video.get("ok", True) \
                 and (length[0] % VIDEO_STRIDE == 0 or ep not in frames_of):
             try:
-                frames_of.setdefault(ep, []).append((venv.envs[0].render(), int(length[0]), float(ret[0])))
+                frames_of.setdefault(ep, []).append((upright(venv.envs[0].render()), int(length[0]), float(ret[0])))
             except video_failures() as e:   # no GL backend etc.: the episode goes on without frames
                 video["ok"], video["error"] = False, e
     if slot_ep[0] >= 0:

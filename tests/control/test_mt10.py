@@ -5,7 +5,7 @@ import pytest
 from rlpf.core.errors import RLPFError
 
 from rlpf.control.mt10 import (MT10, NOISE_STD, PROMPTS, ExpertPolicy, MetaWorldTaskError, collect_mt_demos,
-                               evaluate_mt, make_task_env, one_hot)
+                               evaluate_mt, make_task_env, one_hot, upright)
 
 
 class ReachThenLeave:
@@ -90,3 +90,24 @@ def test_unknown_task_and_bad_arguments_are_named():
     with pytest.raises(RLPFError, match="episodes must be >= 1"):
         evaluate_mt(ExpertPolicy(), ["reach-v3"], episodes=0, progress=False)
     assert one_hot("window-close-v3", 2).tolist() == [[0.0] * 9 + [1.0]] * 2
+
+
+def test_video_frames_are_turned_upright():
+    """Meta-World's corner camera is rolled 180 degrees (its up axis points down): frames are rotated,
+    not mirrored. Rendered for real: in the upright frame the table top (brown wood) lies below the
+    image's middle, as seen from a camera 0.6 m above the floor looking down at it."""
+    pytest.importorskip("imageio")
+    frame = np.arange(2 * 3 * 3).reshape(2, 3, 3)
+    np.testing.assert_array_equal(upright(frame), np.rot90(frame, 2))
+    env = make_task_env("push-v3", render_size=64)
+    try:
+        env.reset(seed=0)
+        img = upright(env.render()).astype(float)
+    except Exception as e:  # noqa: BLE001 - no OpenGL backend on this machine
+        pytest.skip(f"no rendering here: {e}")
+    finally:
+        env.close()
+    r, g, b = img[..., 0], img[..., 1], img[..., 2]
+    wood = (r > g) & (g > b) & (r - b > 40) & (r < 200)       # brown: red > green > blue
+    rows = np.nonzero(wood)[0]
+    assert len(rows) > 50 and rows.mean() > img.shape[0] / 2
