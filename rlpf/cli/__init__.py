@@ -22,6 +22,7 @@ from rlpf.cli import (  # noqa: E402
     generate,
     import_motion,
     pretrain,
+    render,
     score,
     simulate,
     track,
@@ -31,7 +32,7 @@ from rlpf.cli import (  # noqa: E402
 )
 
 COMMANDS = (score, simulate, data, pretrain, train, generate, evaluate, track, train_tracker, eval_control, control, worlds,
-            import_motion, export_motion)
+            import_motion, export_motion, render)
 """In the order ``rlpf --help`` lists them."""
 
 

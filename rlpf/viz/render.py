@@ -139,11 +139,16 @@ class ClipRenderer:
     a fixed-base world (Meta-World: the table's workspace) or else the model's default view (pusher); "default" is the model's default free view; a model camera's name or
     id; or a ``mujoco.MjvCamera``.
     fast: no multisampling and small shadow maps (~4-8x faster on software GL, slightly jaggier).
+    follow: what the tracking camera follows: "xyz" (default: the root's position) or "xy" (the root's
+    x and y at the fixed height ``lookat_z``, so root height stays visible against the floor: the
+    video contract, rlpf.viz.contract). ``lookat_offset`` ([3], world frame) is added to the tracked point.
+    geom_rgba: ``{geom name: (r, g, b, a)}`` colours set on this renderer's private copy of the model.
     """
 
     def __init__(self, world, width: int = 256, height: int = 256, camera="track", *,
                  distance: float | None = None, elevation: float = -20.0, azimuth: float = 90.0,
-                 fast: bool = True):
+                 fast: bool = True, follow: str = "xyz", lookat_z: float | None = None,
+                 geom_rgba: dict | None = None):
         import mujoco
 
         from rlpf.envs.worlds import CompiledWorld, compile_world
@@ -157,6 +162,17 @@ class ClipRenderer:
             model.vis.map.znear = max(float(model.vis.map.znear), FAST_ZNEAR)
         model.vis.global_.offwidth = max(int(model.vis.global_.offwidth), int(width))
         model.vis.global_.offheight = max(int(model.vis.global_.offheight), int(height))
+        if follow not in ("xyz", "xy"):
+            raise RenderError(f"follow must be 'xyz' or 'xy', got {follow!r}")
+        if follow == "xy" and lookat_z is None:
+            raise RenderError("follow='xy' needs lookat_z (the camera's fixed look-at height, m)")
+        for name, rgba in (geom_rgba or {}).items():
+            gid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, name)
+            if gid < 0:
+                raise RenderError(f"world {cw.name!r} has no geom {name!r} to colour")
+            model.geom_rgba[gid] = rgba
+        self.follow, self.lookat_z = follow, lookat_z
+        self.lookat_offset = np.zeros(3)
         self.model = model
         self.data = mujoco.MjData(model)
         self.width, self.height = int(width), int(height)
@@ -250,6 +266,9 @@ class ClipRenderer:
             mujoco.mj_forward(m, d)
             if self.tracking:
                 target = lookat[t] if lookat is not None else d.xpos[self.root_body]
+                if self.follow == "xy":
+                    target = np.array([target[0], target[1], self.lookat_z])
+                target = target + self.lookat_offset
                 if np.isfinite(target).all():
                     last_lookat = target
                 if last_lookat is not None:
@@ -258,6 +277,37 @@ class ClipRenderer:
             r.render(out=out[t])
             last = out[t]
         return out
+
+    def floor_texture(self) -> int | None:
+        """Id of the 2-D texture on the world's floor (its material's RGB texture), or None."""
+        import mujoco
+
+        floor = self.world.floor_geom
+        if floor is None or self.model.geom_matid[floor] < 0:
+            return None
+        tex = int(self.model.mat_texid[self.model.geom_matid[floor], int(mujoco.mjtTextureRole.mjTEXROLE_RGB)])
+        return tex if tex >= 0 and self.model.tex_type[tex] == int(mujoco.mjtTexture.mjTEXTURE_2D) else None
+
+    def set_floor_colours(self, dark, light) -> None:
+        """Repaint a two-colour (checker) floor texture: its dark texels ``dark``, the others ``light``
+        (RGB 0-255), uploaded to this renderer's GL context. The floor material's tint still applies."""
+        import mujoco
+
+        tex = self.floor_texture()
+        if tex is None:
+            raise RenderError(f"world {self.world.name!r} has no 2-D floor texture to repaint")
+        m = self.model
+        if not hasattr(self, "_floor_mask"):
+            a, nc = m.tex_adr[tex], m.tex_nchannel[tex]
+            texels = m.tex_data[a:a + m.tex_width[tex] * m.tex_height[tex] * nc].reshape(-1, nc)
+            self._floor_mask = texels[:, :3].mean(axis=1) > 127
+        a, nc = m.tex_adr[tex], m.tex_nchannel[tex]
+        texels = m.tex_data[a:a + len(self._floor_mask) * nc].reshape(-1, nc)  # a view into tex_data
+        texels[:, :3] = np.where(self._floor_mask[:, None], np.asarray(light, np.uint8), np.asarray(dark, np.uint8))
+        ctx = self._renderer._gl_context
+        if ctx is not None:
+            ctx.make_current()
+        mujoco.mjr_uploadTexture(m, self._renderer._mjr_context, tex)
 
     def close(self) -> None:
         if self._renderer is not None:
@@ -483,12 +533,13 @@ def write_mp4(path: str, frames: np.ndarray, fps: float, quality: float = 7.0) -
     return path
 
 
-def video_name(source: str, suffix: str = ".mp4") -> str:
-    """A file name for a clip's video: ``dir/a.npz`` -> ``a.mp4``, ``dir/batch.npz#3`` -> ``batch_3.mp4``."""
+def video_name(source: str, suffix: str = ".mp4", sep: str = "_") -> str:
+    """A file name for a clip's video: ``dir/a.npz`` -> ``a.mp4``, ``dir/batch.npz#3`` -> ``batch_3.mp4``
+    (``batch-3.mp4`` with ``sep="-"``, the name ``rlpf render`` gives)."""
     base, _, index = source.partition("#")
     stem = os.path.splitext(os.path.basename(base))[0] or "clip"
     if index:
-        stem += f"_{index}"
+        stem += f"{sep}{index}"
     return re.sub(r"[^A-Za-z0-9._-]+", "_", stem) + suffix
 
 
