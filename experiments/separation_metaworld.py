@@ -1,6 +1,6 @@
 """How well the object physics terms separate valid Meta-World clips from object-corrupted ones.
 
-    python experiments/separation_metaworld.py [--seeds 6] [--seed 5000] [--noise 0 0.2]
+    python experiments/separation_metaworld.py [--seeds 6] [--seed 5000] [--noise 0 0.2] [--tasks all|TASK ...]
 
 Valid clips are recorded here, independently of rlpf's data pipeline: ``gym.make("Meta-World/MT1",
 env_name=TASK, seed=s)`` driven by Meta-World's own scripted expert (``metaworld.policies``), with
@@ -24,10 +24,12 @@ import numpy as np
 from rlpf.core.clips import Clip
 from rlpf.data import corrupt
 from rlpf.envs.metaworld import make_env, placed
+from rlpf.envs.worlds import METAWORLD_TASKS
 from rlpf.judge.scoring import ScoreConfig, score_clips
 from rlpf.rewards import physics_terms
 
 TASKS = ["pick-place-v3", "push-v3", "drawer-open-v3", "door-open-v3", "button-press-topdown-v3"]
+"""The default tasks (the first five worlds); ``--tasks all`` is every declared Meta-World world (MT10)."""
 FREE = ["levitate_object", "sink_object", "slide_object", "teleport_object", "pass_through_gripper"]
 ARTICULATED = ["move_articulation", "teleport_object"]
 TARGETS = {  # term -> the corruptions it exists to catch
@@ -82,19 +84,24 @@ def main():
     ap.add_argument("--seeds", type=int, default=6)
     ap.add_argument("--seed", type=int, default=5000)
     ap.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.2])
+    ap.add_argument("--tasks", nargs="+", default=TASKS, help="Meta-World tasks, or 'all' (every declared world)")
     args = ap.parse_args()
+    tasks = list(METAWORLD_TASKS) if args.tasks == ["all"] else args.tasks
+    unknown = sorted(set(tasks) - set(METAWORLD_TASKS))
+    if unknown:
+        ap.error(f"unknown Meta-World task(s) {unknown}; declared: {sorted(METAWORLD_TASKS)}")
     cfg = ScoreConfig()
     t0 = time.time()
     rows = []  # (group, kind, entry)
     n_success = n_clips = 0
-    for task in TASKS:
+    for task in tasks:
         for i in range(args.seeds):
             for noise in args.noise:
                 clip, world, ok = record(task, args.seed + i, noise)
                 n_clips += 1
                 n_success += ok
                 rows.append(("valid", "valid", score_clips([clip], world, cfg)[0]))
-                kinds = FREE if "obj" in [o for o in world.objects] else ARTICULATED
+                kinds = FREE if world.objects else ARTICULATED
                 for kind in kinds:
                     bad = corrupt.CORRUPTIONS[kind](clip)
                     rows.append(("corrupted", kind, score_clips([bad], world, cfg)[0]))
