@@ -21,18 +21,20 @@ from rlpf.cli import (  # noqa: E402
     export_motion,
     generate,
     import_motion,
+    lift,
     pretrain,
     render,
     score,
     simulate,
     track,
     train,
+    train_pose,
     train_tracker,
     worlds,
 )
 
 COMMANDS = (score, simulate, data, pretrain, train, generate, evaluate, track, train_tracker, eval_control, control, worlds,
-            import_motion, export_motion, render)
+            import_motion, export_motion, render, train_pose, lift)
 """In the order ``rlpf --help`` lists them."""
 
 

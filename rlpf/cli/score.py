@@ -58,6 +58,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "never an input directory or inside one")
     s.add_argument("--chunk-files", type=int, default=None, metavar="N",
                    help="with --filter: files per chunk sent to a worker (default 8)")
+    s.add_argument("--pose", metavar="RUN",
+                   help="a trained pose run (rlpf train-pose): video files (.mp4) among the inputs (or in input "
+                        "directories) are lifted to clips and scored like clips; a video that cannot be read is "
+                        "one error entry. The lifted clips are written beside the report (--lifted)")
+    s.add_argument("--lifted", metavar="DIR",
+                   help="with --pose: where the lifted clips (<video name>.npz) go; default the --out report's "
+                        "directory, else ./lifted")
     s.add_argument("--quiet", action="store_true", help="no table, no progress bar")
     s.set_defaults(overrides=[])
     s.set_defaults(func=cmd_score)
@@ -90,10 +97,23 @@ def cmd_score(args) -> int:
         cfg = dataclasses.replace(cfg, backend=args.backend or cfg.backend, address=args.address or cfg.address)
     if args.workers is not None:
         cfg = dataclasses.replace(cfg, tracker_workers=args.workers)
+    from rlpf.lifting.frames import is_video, video_files
+
+    videos = [p for p in video_files(paths) if is_video(p)]
+    if args.pose is None and videos:
+        print(f"rlpf score: {videos[0]} is a video: give --pose RUN (a trained rlpf train-pose run) to lift "
+              "and score videos", file=sys.stderr)
+        return 2
+    if args.pose is not None and (args.filter is not None or args.out_dir is not None):
+        print("rlpf score: --pose scores videos; --filter / --out-dir curate clip files (lift first: rlpf lift)",
+              file=sys.stderr)
+        return 2
     if args.filter is not None or args.out_dir is not None:
         return _curate(args, paths, cfg)
     if args.out:  # before the work: a report that cannot be written is known now, not after scoring
         check_output_file(args.out, inputs=paths)
+    if args.pose is not None:
+        return _score_videos(args, paths, videos, cfg)
     n_files = sum(1 for _ in clip_files(paths))
     with tqdm(total=None, unit="clip", desc="scoring", disable=args.quiet or n_files < 2, file=sys.stderr) as bar:
         report = score(paths, cfg.world, cfg.trackers, cfg.weights, cfg.thresholds, cfg.tracker_workers,
@@ -101,6 +121,61 @@ def cmd_score(args) -> int:
     written = write_or_rescue(args.out, report, "score") if args.out else True
     if not args.quiet:
         print(format_table(report))
+        if args.out and written:
+            print(f"report: {args.out}")
+    if not written:
+        return EXIT_WRITE_FAILED
+    return 1 if report["errors"] else 0
+
+
+def _score_videos(args, paths: list[str], videos: list[str], cfg) -> int:
+    """``--pose``: lift the videos (rlpf.lifting), write the lifted clips beside the report, and score
+    them with the clip files in one report; a video's entry keeps the video as its source and names
+    its lifted clip (``lifted``) and mean confidence (``lift_confidence``)."""
+    from tqdm import tqdm
+
+    from rlpf.core.clips import ClipError, clip_files, load_clips
+    from rlpf.core.outputs import EXIT_WRITE_FAILED, check_output_dir, write_or_rescue
+    from rlpf.envs.worlds import compile_world
+    from rlpf.judge.scoring import format_table, score
+    from rlpf.lifting.inference import PoseLifter, lift_files
+
+    lifter = PoseLifter.load(args.pose)
+    if cfg.world is not None and compile_world(cfg.world).name != lifter.world:
+        print(f"rlpf score: --world {cfg.world} but the pose run {args.pose} lifts {lifter.world!r} videos",
+              file=sys.stderr)
+        return 2
+    lifted_dir = args.lifted or (os.path.dirname(os.path.abspath(args.out)) if args.out else "lifted")
+    check_output_dir(lifted_dir, inputs=paths, what="--lifted")
+    with tqdm(total=len(videos), unit="video", desc="lifting", disable=args.quiet or not videos,
+              file=sys.stderr) as bar:
+        lifted = lift_files(videos, lifter, lifted_dir, progress=bar.update)
+    clips, errors = [c["lifted"] for c in lifted["clips"]], list(lifted["errors"])
+    for path in clip_files([p for p in paths if not (os.path.isfile(p) and p in videos)]):
+        if path in videos:
+            continue
+        try:
+            clips += load_clips(path)
+        except ClipError as e:
+            errors.append({"source": e.source, "error": e.problem})
+    if clips:
+        report = score(clips, cfg.world, cfg.trackers, cfg.weights, cfg.thresholds, cfg.tracker_workers,
+                       backend=cfg.backend, address=cfg.address).to_json()
+    else:
+        report = {"world": cfg.world or lifter.world, "clips": [], "errors": [],
+                  "summary": {"n_clips": 0, "n_errors": 0, "plausible_rate": None, "mean_score": None}}
+    by_video = {c["source"]: c for c in lifted["clips"]}
+    for entry in report["clips"]:
+        if entry["source"] in by_video:
+            entry["lifted"] = by_video[entry["source"]]["clip"]
+            entry["lift_confidence"] = by_video[entry["source"]]["confidence"]
+    report["errors"] = errors + report["errors"]
+    report["summary"]["n_errors"] = len(report["errors"])
+    written = write_or_rescue(args.out, report, "score") if args.out else True
+    if not args.quiet:
+        print(format_table(report))
+        if lifted["clips"]:
+            print(f"lifted clips: {lifted_dir}")
         if args.out and written:
             print(f"report: {args.out}")
     if not written:
