@@ -147,13 +147,12 @@ def _score_videos(args, paths: list[str], videos: list[str], cfg) -> int:
         return 2
     lifted_dir = args.lifted or (os.path.dirname(os.path.abspath(args.out)) if args.out else "lifted")
     check_output_dir(lifted_dir, inputs=paths, what="--lifted")
+    clip_paths = [f for f in clip_files([p for p in paths if p not in videos]) if f not in videos]
     with tqdm(total=len(videos), unit="video", desc="lifting", disable=args.quiet or not videos,
               file=sys.stderr) as bar:
-        lifted = lift_files(videos, lifter, lifted_dir, progress=bar.update)
+        lifted = lift_files(videos, lifter, lifted_dir, progress=bar.update, protect=clip_paths)
     clips, errors = [c["lifted"] for c in lifted["clips"]], list(lifted["errors"])
-    for path in clip_files([p for p in paths if not (os.path.isfile(p) and p in videos)]):
-        if path in videos:
-            continue
+    for path in clip_paths:
         try:
             clips += load_clips(path)
         except ClipError as e:

@@ -132,14 +132,15 @@ def lifted_name(video: str) -> str:
     return os.path.splitext(os.path.basename(video))[0] + ".npz"
 
 
-def lift_files(paths: list[str], pose, out_dir: str, progress=None) -> dict:
+def lift_files(paths: list[str], pose, out_dir: str, progress=None, protect=()) -> dict:
     """Lift every video under ``paths`` into ``out_dir``: {"clips": [{"source", "clip", "frames", "fps",
     "confidence", "lifted" (the Clip)}], "errors": [{"source", "error"}]}: the engine of ``rlpf lift``
-    and ``rlpf score --pose``. ``pose``: a run directory or a PoseLifter."""
+    and ``rlpf score --pose``. ``pose``: a run directory or a PoseLifter. ``protect``: other input files
+    that must not be written over (the clip files scored with the videos)."""
     from rlpf.lifting.frames import video_files
 
     lifter = pose if isinstance(pose, PoseLifter) else PoseLifter.load(pose)
-    inputs = {os.path.realpath(p) for p in video_files(paths)}
+    inputs = {os.path.realpath(p) for p in [*video_files(paths), *protect]}   # never written over
     done, errors, taken = [], [], {}
     for video in video_files(paths):
         target = os.path.join(out_dir, lifted_name(video))
