@@ -27,16 +27,55 @@ CORRUPTIONS = {
 """Corruption kind -> its random amounts (rlpf.data.corrupt's parameters)."""
 
 
+def turned(clip: Clip, yaw: float, offset) -> Clip:
+    """The clip turned by ``yaw`` about the vertical through the origin and moved by ``offset`` (x, y):
+    a symmetry of the flat floor, so the motion stays as physical as it was."""
+    import dataclasses
+
+    from rlpf.worldmodel.features import quat_mul, yaw_quat
+
+    q = np.array(clip.qpos, np.float64)
+    c, s = np.cos(yaw), np.sin(yaw)
+    x, y = q[:, 0].copy(), q[:, 1].copy()
+    q[:, 0], q[:, 1] = c * x - s * y + offset[0], s * x + c * y + offset[1]
+    q[:, 3:7] = quat_mul(yaw_quat(np.full(len(q), yaw)), q[:, 3:7])
+    return dataclasses.replace(clip, qpos=q, cache={})
+
+
+def reset_clips(world: str, n: int, seed: int, frames: int) -> list[Clip]:
+    """``n`` clips simulated from the world's reset without a warm-up, by scripted controllers
+    (``AntGait``, ``SmoothRandom``): the poses a gym recording from reset holds (legs flat at the
+    reset, the drop onto them, random actions) that the labelled gaits never reach."""
+    from rlpf.policies.scripted import AntGait, SmoothRandom
+
+    from rlpf.data.simulate import simulate
+
+    rng = np.random.default_rng([seed, 29])
+    out = []
+    for i in range(n):
+        ctrl = AntGait() if i % 2 else SmoothRandom(scale=float(rng.uniform(0.3, 1.0)))
+        try:
+            out.append(simulate(world, ctrl, frames, seed=int(rng.integers(2**31))))
+        except RuntimeError:   # a diverged simulation: skipped
+            continue
+    return out
+
+
 def training_clips(world: str, n: int, seed: int, frames: int, corrupt_fraction: float,
-                   progress=None) -> list[Clip]:
-    """``n`` simulated clips of ``world`` (make_dataset with ``seed``), ``corrupt_fraction`` of them corrupted."""
+                   progress=None, reset_fraction: float = 0.0) -> list[Clip]:
+    """``n`` simulated clips of ``world``: ``reset_fraction`` of them from the reset (``reset_clips``),
+    the rest labelled data (make_dataset with ``seed``); each turned to a random heading and floor
+    offset (``turned``), then ``corrupt_fraction`` of them corrupted."""
     from rlpf.data.corrupt import CORRUPTIONS as KINDS
     from rlpf.data.motion_data import make_dataset
 
-    clips = make_dataset(world, n, seed=seed, frames=frames, workers=1, progress=progress)
+    n_reset = round(reset_fraction * n)
+    clips = make_dataset(world, n - n_reset, seed=seed, frames=frames, workers=1, progress=progress)
+    clips += reset_clips(world, n_reset, seed, frames)
     rng = np.random.default_rng([seed, 17])
     out = []
     for clip in clips:
+        clip = turned(clip, rng.uniform(-np.pi, np.pi), rng.uniform(0, 1.34, 2))
         if rng.random() < corrupt_fraction:
             kind = str(rng.choice(sorted(CORRUPTIONS)))
             clip = KINDS[kind](clip, **CORRUPTIONS[kind](rng))

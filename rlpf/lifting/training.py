@@ -38,6 +38,9 @@ class TrainPoseConfig:
     """Frames per clip (a multiple of 4)."""
     corrupt_fraction: float = 0.5
     """Fraction of the clips corrupted (float, sink, levitate, skate, teleport at random amounts)."""
+    reset_fraction: float = 0.25
+    """Fraction of the clips simulated from the reset by scripted controllers (AntGait, SmoothRandom)
+    instead of the labelled gaits: legs flat at the reset, random actions (rlpf.lifting.dataset.reset_clips)."""
     seed: int = 0
     """Seeds the clips (make_dataset's seed), the randomization, the initialization and the batches."""
     input_size: int = 64
@@ -48,8 +51,9 @@ class TrainPoseConfig:
     """Per-frame embedding width."""
     temporal_layers: int = 3
     """Residual dilated 1-D convolutions over time (kernel 5, dilation 1, 2, 4, ...)."""
-    steps: int = 1000
-    """Optimizer steps."""
+    steps: int = 600
+    """Optimizer steps (the one field a resumed run may change: train it further or finish it sooner;
+    the cosine schedule then follows the new total)."""
     batch: int = 8
     """Windows per step."""
     window: int = 32
@@ -67,6 +71,7 @@ class TrainPoseConfig:
         check(self, self.clips >= 2, "clips", self.clips, ">= 2")
         check(self, self.frames >= 4 and self.frames % 4 == 0, "frames", self.frames, "a positive multiple of 4")
         check(self, 0 <= self.corrupt_fraction <= 1, "corrupt_fraction", self.corrupt_fraction, "in [0, 1]")
+        check(self, 0 <= self.reset_fraction <= 1, "reset_fraction", self.reset_fraction, "in [0, 1]")
         check(self, 16 <= self.input_size <= 256, "input_size", self.input_size, "16-256")
         self.channels = tuple(int(c) for c in self.channels)
         check(self, len(self.channels) >= 1 and all(c >= 1 for c in self.channels), "channels", self.channels,
@@ -103,7 +108,8 @@ def _dataset(cfg: TrainPoseConfig, run_dir: str, progress: bool) -> dict:
         raise PoseRunError(f"world {cw.name!r} has no floating root: pose lifting covers floating-base worlds")
     t0 = time.time()
     with tqdm(total=cfg.clips, desc="simulating", unit="clip", disable=not progress, file=sys.stderr) as bar:
-        clips = training_clips(cw.name, cfg.clips, cfg.seed, cfg.frames, cfg.corrupt_fraction, progress=bar.update)
+        clips = training_clips(cw.name, cfg.clips, cfg.seed, cfg.frames, cfg.corrupt_fraction, progress=bar.update,
+                               reset_fraction=cfg.reset_fraction)
     t1 = time.time()
     with tqdm(total=len(clips), desc="rendering", unit="clip", disable=not progress, file=sys.stderr) as bar:
         data = render_dataset(clips, contract_for(cw), cfg.input_size, cfg.seed, progress=bar.update)
@@ -123,7 +129,7 @@ def _split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def train_pose(cfg: TrainPoseConfig, run_dir: str, progress: bool = True, max_seconds: float | None = None) -> dict:
     """Train (or resume) the pose run in ``run_dir``; returns {"done", "step", "metrics", "timings"}."""
     with run_lock(run_dir):
-        claim_run_dir(cfg, run_dir)
+        claim_run_dir(cfg, run_dir, may_change=("steps",))   # train a run further, or stop it sooner
         return _train(cfg, run_dir, progress, max_seconds)
 
 

@@ -125,3 +125,6 @@ def test_a_budget_stops_at_a_checkpoint_and_the_same_command_continues(tmp_path)
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == out["step"] == 0
     out = train_pose(cfg, str(tmp_path), progress=False)
     assert out["done"] and out["step"] == 3 and os.path.exists(tmp_path / "pose.safetensors")
+    longer = load_config(TrainPoseConfig, None, [*TINY, "steps=4"])     # steps may change: train further
+    out = train_pose(longer, str(tmp_path), progress=False)
+    assert out["done"] and out["step"] == 4
