@@ -128,3 +128,19 @@ def test_a_budget_stops_at_a_checkpoint_and_the_same_command_continues(tmp_path)
     longer = load_config(TrainPoseConfig, None, [*TINY, "steps=4"])     # steps may change: train further
     out = train_pose(longer, str(tmp_path), progress=False)
     assert out["done"] and out["step"] == 4
+
+
+def test_score_takes_clips_and_videos_together_and_never_overwrites_a_clip(run, videos, tmp_path):
+    import shutil
+
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(videos / "walk.mp4", src / "walk.mp4")
+    shutil.copy(videos.parent / "walk.npz", src / "walk.npz")          # a clip named like the lifted one
+    before = (src / "walk.npz").read_bytes()
+    report = tmp_path / "report.json"
+    rc = main(["score", str(src), "--pose", run, "--lifted", str(src), "--out", str(report), "--quiet"])
+    r = json.loads(report.read_text())
+    assert rc == 1 and (src / "walk.npz").read_bytes() == before                 # the input clip is untouched
+    assert [os.path.basename(c["source"]) for c in r["clips"]] == ["walk.npz"]   # scored as a clip
+    assert "one of the inputs" in r["errors"][0]["error"]
