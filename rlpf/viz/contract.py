@@ -31,13 +31,17 @@ ANT_LEG_COLOURS = {
     3: (0.20, 0.35, 0.85, 1.0),   # blue: -x -y (hip_3 / ankle_3)
     4: (0.90, 0.78, 0.15, 1.0),   # yellow: +x -y (hip_4 / ankle_4)
 }
-"""One colour per ant leg. The ant's four legs are identical and 90 degrees apart, so in one colour a
-frame could not tell a heading from the same heading turned by 90 degrees (with the legs relabelled):
-the colours make heading and joint labels readable from a single frame."""
-_ANT_LEG_GEOMS = {1: ("aux_1_geom", "left_leg_geom", "left_ankle_geom"),
-                  2: ("aux_2_geom", "right_leg_geom", "right_ankle_geom"),
-                  3: ("aux_3_geom", "back_leg_geom", "third_ankle_geom"),
-                  4: ("aux_4_geom", "rightback_leg_geom", "fourth_ankle_geom")}
+"""One colour per ant leg (thigh and shin, the parts after the hip joint). The ant's four legs are
+identical and 90 degrees apart, so in one colour a frame could not tell a heading from the same
+heading turned by 90 degrees (with the legs relabelled): the colours make heading and joint labels
+readable from a single frame. The four short segments fixed to the torso (``aux_*_geom``, before the
+hip joints) keep the torso's tan: the torso is a plain sphere, so they are what shows its yaw, and
+the bend between a tan segment and its coloured leg is the hip angle (a torso turned by a and all hips
+by -a would otherwise look the same)."""
+_ANT_LEG_GEOMS = {1: ("left_leg_geom", "left_ankle_geom"),
+                  2: ("right_leg_geom", "right_ankle_geom"),
+                  3: ("back_leg_geom", "third_ankle_geom"),
+                  4: ("rightback_leg_geom", "fourth_ankle_geom")}
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,8 @@ CONTRACTS: dict[str, VideoContract] = {
         world="ant", size=128, distance=2.5, elevation=-35.0, azimuth=90.0, lookat_z=0.6,
         geom_rgba=tuple((g, ANT_LEG_COLOURS[leg]) for leg, geoms in _ANT_LEG_GEOMS.items() for g in geoms),
         floor=None,
-        notes="torso tan (MJCF colour), legs red / green / blue / yellow (hip_1..hip_4); the MJCF's checker "
+        notes="torso and its four hip segments tan (MJCF colour), legs red / green / blue / yellow after "
+              "hip_1..hip_4; the MJCF's checker "
               "floor (0.667 m squares, period 1.333 m), MuJoCo's default light and headlight"),
 }
 """The contracts rlpf has; another world gets ``default_contract`` until it declares its own."""
