@@ -11,7 +11,7 @@ tracker's thresholds: magnitudes are a visible 10 cm / half an articulation's tr
 * ``slide``: the object slides 0.10 m along the table over the first half, untouched;
 * ``self_move``: an articulation (drawer, door, button) moves half its range over the first 40 %
   of the clip on top of its own motion, before and whether or not the hand touches it;
-* ``art_teleport``: halfway through, the articulation jumps by half its range.
+* ``art_teleport``: halfway through, the articulation jumps by half its range (toward its far end from there).
 
 A corruption of ``rlpf.data.corrupt`` of these kinds is used instead where it exists (``--use-corrupt``).
 Prints success rates per task and kind, and seconds per tracked clip. Fixture tasks are tracked in
@@ -94,7 +94,11 @@ def corruptions(clip: Clip, cw) -> dict[str, Clip]:
         c.qpos[:, adr] = np.clip(c.qpos[:, adr] + delta * smooth_step(np.arange(T) / (0.4 * T)), lo, hi)
         out["self_move"] = c
         c = copy("art_teleport")
-        c.qpos[T // 2:, adr] = np.clip(c.qpos[T // 2:, adr] + delta, lo, hi)
+        # toward the far end from where the joint is at the jump (a closing drawer or a window slid
+        # all the way is at the end its start pointed to by then, and a jump that way is no jump)
+        qm = clip.qpos[T // 2, adr]
+        jump = 0.5 * (hi - lo) * (1 if hi - qm >= qm - lo else -1)
+        c.qpos[T // 2:, adr] = np.clip(c.qpos[T // 2:, adr] + jump, lo, hi)
         out["art_teleport"] = c
         break
     return out
