@@ -83,6 +83,9 @@ def main(argv=None) -> int:
             results[kind] = measure(clips, lifted_clips, true_rep, lift_rep)
             print(f"{kind}: {json.dumps({k: v for k, v in results[kind].items() if not isinstance(v, list)})}",
                   file=sys.stderr)
+            if args.out:   # after every kind: a run stopped by a time limit keeps what it measured
+                with open(args.out, "w") as f:
+                    json.dump({"n": args.n, "seed": args.seed, "seconds": time.time() - t0, "results": results}, f, indent=1)
     elapsed = time.time() - t0
     print(table(results))
     print(f"\n{args.n} held-out clips per kind (make_dataset seed {args.seed}), {elapsed:.0f} s")
