@@ -111,7 +111,7 @@ def suite_report(reports: dict[str, dict], failed: dict[str, str]) -> dict:
             if b is not None or a is not None:
                 row[m] = [b, a]
         for term in sorted(set(r["before"].get("physics", {})) | set(r["after"].get("physics", {}))):
-            if term.startswith(("object_", "articulation_")):
+            if term.startswith(("object_", "articulation_", "robot_object_")):
                 row[f"physics.{term}"] = [r["before"].get("physics", {}).get(term), r["after"].get("physics", {}).get(term)]
         table.append(row)
     mean = {}

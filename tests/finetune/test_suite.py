@@ -89,3 +89,20 @@ def test_metaworld_suite_end_to_end(tmp_path):
     assert any(k.startswith("physics.articulation_") for k in row)
     assert (out / "drawer" / "report.md").is_file() and list((out / "drawer" / "videos").glob("*.mp4"))
     assert "| drawer |" in (out / "report.md").read_text()
+
+
+def test_suite_table_carries_every_object_term_and_not_the_body_terms():
+    """The per-task table keeps each object term (robot-object penetration included: push's RLPF config
+    weights it) and leaves out the terms of bodies on a floor, which manipulation worlds do not have."""
+    physics = {"robot_object_penetration_m": 0.004, "object_unexplained_mps": 0.5, "articulation_unexplained_mps": 0.2,
+               "joint_limit_rad": 0.0, "torque_excess": 0.01}
+    r = {"world": "metaworld/push-v3", "method": "rlpf",
+         "before": {"tracking_success": 0.5, "physics": physics},
+         "after": {"tracking_success": 0.9, "physics": {k: v / 2 for k, v in physics.items()}}, "change": {}}
+    report = suite_report({"push": r}, {})
+    row, = report["table"]
+    assert row["physics.robot_object_penetration_m"] == [0.004, 0.002]
+    assert {k for k in row if k.startswith("physics.")} == {
+        "physics.robot_object_penetration_m", "physics.object_unexplained_mps", "physics.articulation_unexplained_mps"}
+    assert report["mean"]["tracking_success"] == [0.5, 0.9]
+    assert "robot_object_penetration_m" in format_suite(report)
