@@ -22,12 +22,12 @@ PUSH, DRAWER, WIN_OPEN, WIN_CLOSE = ("metaworld/push-v3", "metaworld/drawer-open
 SHARED = "move the arm without moving the window"   # window-open's and window-close's "not at all"
 
 
-def tiny_multiworld(path=None, worlds=(PUSH, DRAWER, WIN_OPEN, WIN_CLOSE)):
+def tiny_multiworld(path=None, worlds=(PUSH, DRAWER, WIN_OPEN, WIN_CLOSE), levels=(4, 4)):
     """An untrained multi-world model over ``worlds`` with their real prompts (seconds to build)."""
     from rlpf.envs.worlds import data_source
 
     torch.manual_seed(0)
-    toks = {w: MotionTokenizer(w, TokenizerConfig(hidden=16, depth=1, levels=[4, 4])) for w in worlds}
+    toks = {w: MotionTokenizer(w, TokenizerConfig(hidden=16, depth=1, levels=list(levels))) for w in worlds}
     prompts = {w: list(data_source(w).prompts) for w in worlds}
     wm = MultiWorldModel.create(toks, prompts, 16, 40.0, LMConfig(32, 1, 2, 64),
                                 task_prompts={w: data_source(w).task_prompts[0] for w in worlds})
