@@ -133,3 +133,17 @@ def test_generate_per_prompt_gives_clips_of_the_prompts_world(run, capsys):
     assert "in metaworld/drawer-open-v3" in capsys.readouterr().out
     assert main(["generate", "--checkpoint", str(root / "run"), "--prompt", "open the puck", "--out", str(root / "g2")]) == 2
     assert "prompt of no world" in capsys.readouterr().err
+
+
+def test_multi_world_config_errors_name_the_field():
+    from rlpf.core.config import ConfigError, load_config
+    from rlpf.worldmodel.pretrain import PretrainConfig
+
+    with pytest.raises(ConfigError, match="data_dirs"):
+        load_config(PretrainConfig, None, [f"worlds=[{PUSH}]", f"data_dirs={{{DRAWER}: /tmp/x}}"])
+    with pytest.raises(ConfigError, match="worlds"):
+        load_config(PretrainConfig, None, [f"worlds=[{PUSH}, {PUSH}]"])
+    cfg = load_config(PretrainConfig, "experiments/configs/metaworld_mt10.yaml", [])
+    assert len(cfg.worlds) == 9 and "metaworld/reach-v3" not in cfg.worlds   # reach has no labelled data
+    assert cfg.for_world(PUSH).data_dir == load_config(
+        PretrainConfig, "experiments/configs/metaworld_push.yaml", []).data_dir   # the one-world run's cache
