@@ -513,9 +513,9 @@ def run_metaworld(cfg: ControlConfig, run_dir: str, progress: bool = True) -> di
                 if path is None:
                     raise ControlBackboneError(f"head-{name}: {note}")
                 check_head_backbones(dataclasses.replace(cfg, backbones={name: spec}))   # a freshly made one too
-                head_spec = lambda s: BCSpec(steps=cfg.head_steps, batch=cfg.bc_batch, lr=cfg.bc_lr, seed=s)  # noqa: E731
                 evals = [evaluation(f"head-{name}", s, lambda s=s: train_mt_head(
-                    path, demos, cfg.head, os.path.join(pol_dir, f"head-{name}", f"seed{s}"), head_spec(s), progress),
+                    path, demos, cfg.head, os.path.join(pol_dir, f"head-{name}", f"seed{s}"),
+                    BCSpec(steps=cfg.head_steps, batch=cfg.bc_batch, lr=cfg.bc_lr, seed=s), progress),
                     i == 0) for i, s in enumerate(cfg.seeds)]
                 codes = f"{cfg.head.history} frames as motion codes + " if cfg.head.history else ""
                 rows += _mt_rows(f"head-{name}", evals, tasks, demo_steps,
