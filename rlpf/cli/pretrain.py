@@ -24,7 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     lazy_epilog(pre, lambda: "config fields (YAML via --config, or key=value; nested as tokenizer.hidden=64):\n"
                  + describe(_pretrain_config())
                  + "\n\nexamples:\n  rlpf pretrain --config experiments/configs/ant.yaml --out runs/ant\n"
-                   "  rlpf pretrain --config experiments/configs/ant.yaml lm_steps=500 artifacts=0 --out runs/ant-clean")
+                   "  rlpf pretrain --config experiments/configs/ant.yaml lm_steps=500 artifacts=0 --out runs/ant-clean\n"
+                   "  rlpf pretrain --config experiments/configs/metaworld_mt10.yaml --out runs/metaworld-mt10   # one model, MT10 worlds")
     pre.add_argument("--config", help="YAML file with PretrainConfig fields (default: the built-in defaults)")
     pre.add_argument("--out", required=True, help="run directory (created; an existing one is resumed)")
     pre.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -44,13 +45,16 @@ def cmd_pretrain(args) -> int:
     cfg = load_config(PretrainConfig, args.config, args.overrides)
     summary = pretrain(cfg, args.out, progress=not args.quiet)
     tok, lm = summary["tokenizer"], summary["lm"]
-    print(f"pretrained {cfg.world} world model in {args.out}  ({summary['n_train']} training clips, "
+    worlds = summary.get("worlds")
+    name = f"multi-world ({len(worlds)} worlds)" if worlds else cfg.world
+    print(f"pretrained {name} world model in {args.out}  ({summary['n_train']} training clips, "
           f"{summary['n_artifacts']} with artifacts)")
-    parts = [f"{where} {tok[where + '_pos_m']:.3f} m" for where in ("root", "object") if where + "_pos_m" in tok]
-    if "articulation" in tok:   # m for a slide, rad for a hinge
-        parts.append(f"articulation {tok['articulation']:.4f}")
-    print(f"  tokenizer (held-out reconstruction): {', '.join(parts + [''])}"
-          f"joints {tok.get('joint_rad', float('nan')):.3f} rad, codebook usage {tok.get('codebook_usage', float('nan')):.2f}")
+    for world, rep in (tok.items() if worlds else [("", tok)]):
+        parts = [f"{where} {rep[where + '_pos_m']:.3f} m" for where in ("root", "object") if where + "_pos_m" in rep]
+        if "articulation" in rep:   # m for a slide, rad for a hinge
+            parts.append(f"articulation {rep['articulation']:.4f}")
+        print(f"  tokenizer{' ' + world if world else ''} (held-out reconstruction): {', '.join(parts + [''])}"
+              f"joints {rep.get('joint_rad', float('nan')):.3f} rad, codebook usage {rep.get('codebook_usage', float('nan')):.2f}")
     print(f"  LM: {lm['parameters']:,} parameters, held-out loss {lm['val_loss']:.3f}")
     print("  time: " + ", ".join(f"{k[:-2]} {v:.0f}s" for k, v in summary["timings"].items()))
     print(f"next: rlpf evaluate --checkpoint {args.out}   |   rlpf generate --checkpoint {args.out} --prompt '{lm['prompts'][0]}' --out clips/")

@@ -28,7 +28,8 @@ be disjoint. ``reset()`` without a seed continues the seeded stream (SB3's train
 envs (autoreset disabled; a finished slot is reset with the next episode's seed through
 ``options["reset_mask"]``), so a policy acts on a batch of observations per step (one LM forward for
 ``n_envs`` envs for the control head). A batched policy has ``reset(task, mask, seeds)`` and
-``act(obs [n, 39], task) -> actions [n, 4]``; actions are clipped to the action box [-1, 1] (the
+``act(obs [n, 39], task) -> actions [n, 4]`` (and, optionally, ``observe(venv)``, called before each
+``act`` with the vector env, for a policy that reads the simulator's state); actions are clipped to the action box [-1, 1] (the
 mocap's 1 cm per step and the gripper's effort: the env clips the xyz part itself). ``steps_per_s`` is
 counted over the episodes' own steps only (slots idle at the end, stepped and ignored, are not counted).
 
@@ -260,7 +261,10 @@ def _rollout(policy, task: str, seeds: list[int], n_envs: int, on_step=None, vid
                 video["ok"], video["error"] = False, e
     if slot_ep[0] >= 0:
         grab(int(slot_ep[0]))
+    observe = getattr(policy, "observe", None)   # policies that read the simulator's state (the MT10 head)
     while (slot_ep >= 0).any():
+        if observe is not None:
+            observe(venv)
         actions = np.asarray(policy.act(obs, task), dtype=np.float32).reshape(n, -1)
         if not np.isfinite(actions).all():
             raise ValueError(f"policy returned non-finite actions in {task}: {actions}")

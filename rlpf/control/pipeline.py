@@ -22,8 +22,9 @@ its code missing) the backbone's rows are skipped with the reason, printed and r
 Meta-World's MT10 instead (``run_metaworld``; ``rlpf.control.mt10``): ``expert`` (Meta-World's scripted
 experts), ``mlp-bc`` (ONE multi-task MLP on observation + one-hot task, once per ``seeds`` entry),
 ``<algo>-scratch`` (one SB3 model per task, ``sb3_steps[task]`` env steps, once per ``sb3_seeds``
-entry), rows per task and the MT10 mean with a standard error; ``head`` is refused with the reason
-until the Meta-World world model exists (``check_head_backbones``).
+entry), ``head-<backbone>`` (ONE multi-task control head on a multi-world Meta-World world model,
+``rlpf.control.mt10_head``, once per ``seeds`` entry), rows per task and the MT10 mean with a standard
+error; a backbone that cannot carry the head is refused before any work (``check_head_backbones``).
 
 Everything lands in the run directory and is reused when the same command runs again:
 ``config.yaml``, ``demos/<env>.npz``, ``policies/<method>/<env>/`` (``policy.pt`` or SB3
@@ -362,28 +363,30 @@ def _holds_world_model(path: str) -> bool:
 
 
 def check_head_backbones(cfg: ControlConfig) -> None:
-    """The ``head-<name>`` rows of MT10: refused, with the reason, before any work is done.
+    """The ``head-<name>`` rows of MT10: a backbone that cannot carry them is refused, with the reason,
+    before any work is done.
 
-    This is where the control head on a Meta-World world model plugs in (issue 15): per backbone, load
-    the world model (the per-task motion tokenizers + causal LM of rlpf.worldmodel), train
-    ``rlpf.control.head``'s query-token head on the same multi-task demonstrations as ``mlp-bc``
-    (prompt = ``rlpf.control.mt10.PROMPTS[task]``, observed state = the task's recent qpos as motion
-    codes + the observation vector; ``demos["qpos__<task>"]`` holds the qpos), once per ``seeds`` entry,
-    and evaluate it with ``evaluate_mt`` like the other rows (a batched ``reset(task, mask, seeds)`` /
-    ``act(obs, task)`` policy). Until then no head row is made up: a missing backbone is an error naming
-    it, and an existing one says the head is not wired to Meta-World backbones yet."""
+    The MT10 head (``rlpf.control.mt10_head``) needs a multi-world Meta-World world model whose worlds
+    include every task of ``tasks`` (``rlpf pretrain --config experiments/configs/metaworld_mt10.yaml``).
+    A missing path is accepted when its backbone has a trainer (``train: pretrain`` / ``rlpf``): it is
+    made first, then checked again (``run_metaworld``); with ``train: none`` it is an error naming it."""
+    from rlpf.control.mt10_head import MT10BackboneError, check_backbone
+
     if "head" not in cfg.methods:
         return
     for name, spec in cfg.backbones.items():
         if not _holds_world_model(spec.path):
+            if spec.train != "none":
+                continue
             raise ControlBackboneError(
                 f"head-{name}: backbone {name!r} at {spec.path} holds no Meta-World world model (no "
-                f"{spec.path}/model); the Meta-World world model (rlpf.worldmodel: per-task motion tokenizer + "
-                "causal LM) must be built first. Drop `head` from `methods` to run the other rows")
-        raise ControlBackboneError(
-            f"head-{name}: backbone {spec.path} exists, but the control head is not yet wired to Meta-World "
-            "world models (rlpf.control.pipeline.check_head_backbones says where it plugs in); drop `head` "
-            "from `methods` to run the other rows")
+                f"{spec.path}/model) and has no trainer (train: none); make it with `rlpf pretrain --config "
+                "experiments/configs/metaworld_mt10.yaml --out PATH` (or set train: pretrain and its config), "
+                "or drop `head` from `methods` to run the other rows")
+        try:
+            check_backbone(spec.path, cfg.tasks)
+        except MT10BackboneError as e:
+            raise ControlBackboneError(f"head-{name}: {e}") from None
 
 
 def _se(values) -> float:
@@ -433,6 +436,7 @@ def run_metaworld(cfg: ControlConfig, run_dir: str, progress: bool = True) -> di
     evaluation on every task; ``rows/<method>__seed<k>/<task>.json`` per task while it runs), so an
     interrupted run resumes from the last finished piece."""
     from rlpf.control.mt10 import ExpertPolicy, close_envs, evaluate_mt, load_or_collect_mt
+    from rlpf.control.mt10_head import train_mt_head
     from rlpf.control.mt10_policies import MTBCSpec, SB3MTPolicy, train_mt_bc, train_sb3_task
     from rlpf.core.run_dir import read_json, write_json
 
@@ -503,6 +507,23 @@ def run_metaworld(cfg: ControlConfig, run_dir: str, progress: bool = True) -> di
             rows += _mt_rows(f"{algo}-scratch", evals, tasks, {t: int(cfg.sb3_steps[t]) for t in tasks},
                              f"SB3 {algo.upper()} defaults, one model per task, "
                              f"{', '.join(sorted({str(cfg.sb3_steps[t]) for t in tasks}))} env steps per task")
+        if "head" in cfg.methods:
+            for name, spec in cfg.backbones.items():
+                path, note = timed(f"backbone/{name}", lambda: prepare_backbone(name, spec, progress))
+                if path is None:
+                    raise ControlBackboneError(f"head-{name}: {note}")
+                check_head_backbones(dataclasses.replace(cfg, backbones={name: spec}))   # a freshly made one too
+                evals = [evaluation(f"head-{name}", s, lambda s=s: train_mt_head(
+                    path, demos, cfg.head, os.path.join(pol_dir, f"head-{name}", f"seed{s}"),
+                    BCSpec(steps=cfg.head_steps, batch=cfg.bc_batch, lr=cfg.bc_lr, seed=s), progress),
+                    i == 0) for i, s in enumerate(cfg.seeds)]
+                codes = f"{cfg.head.history} frames as motion codes + " if cfg.head.history else ""
+                rows += _mt_rows(f"head-{name}", evals, tasks, demo_steps,
+                                 f"ONE multi-task control head ({cfg.head.head}, {cfg.head.n_queries} queries, chunk "
+                                 f"{cfg.head.chunk} / execute {cfg.head.execute}) on backbone {path} (prompt = the "
+                                 f"world's task prompt; {codes}{cfg.head.obs_tokens} observation token(s)); "
+                                 f"{'fine-tuned' if cfg.head.finetune_backbone else 'frozen'} backbone, "
+                                 f"{cfg.head_steps} steps of batch {cfg.bc_batch}, same demonstrations as mlp-bc")
     finally:
         close_envs()
     report = {"benchmark": "metaworld", "table": rows, "skipped": [], "video_errors": video_errors, "success_rules": {t: "info['success'] at any step of 500" for t in tasks},

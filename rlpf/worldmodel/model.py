@@ -56,13 +56,16 @@ class LMConfig:
         check(self, self.hidden % self.heads == 0, "hidden", self.hidden, f"divisible by heads ({self.heads})")
 
 
-def build_text_tokenizer(words: list[str], n_codes: int):
-    """A word-level HF tokenizer: specials, the separator, motion codes m0..m{n-1}, then prompt words."""
+def build_text_tokenizer(words: list[str], n_codes: int, markers: tuple[str, ...] = ()):
+    """A word-level HF tokenizer: specials, the separator, ``markers`` (a multi-world model's world
+    tokens; none for one world, whose ids stay as they were), motion codes m0..m{n-1}, then prompt words."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     vocab = {t: i for i, t in enumerate(SPECIALS)}
     vocab[SEPARATOR] = len(vocab)
+    for m in markers:
+        vocab[m] = len(vocab)
     for c in range(n_codes):
         vocab[f"m{c}"] = len(vocab)
     for w in sorted(set(words)):
@@ -265,6 +268,9 @@ class WorldModel:
             n_frames, fps, prompts = int(meta["n_frames"]), float(meta["fps"]), list(meta["prompts"])
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise CheckpointError(meta_path, f"not a readable world model description ({e})") from None
+        if meta.get("kind") == "multiworld":
+            raise CheckpointError(path, f"a multi-world model (worlds {meta.get('worlds')}): load it with "
+                                  "rlpf.worldmodel.multiworld.load_world_model (or MultiWorldModel.from_pretrained)")
         if world is not None and meta.get("world") != world:
             raise CheckpointError(path, f"this world model was trained for world {meta.get('world')!r}, "
                                   f"not {world!r}")

@@ -8,11 +8,17 @@
     RUN/checkpoints/*.pt     resumable stage checkpoints;  RUN/tb/<stage>/  TensorBoard logs
     RUN/pretrain_summary.json  timings and quality figures
 
+A config with ``worlds`` (several worlds, e.g. Meta-World's MT10 tasks) makes one multi-world model
+(``rlpf.worldmodel.multiworld``): data, held-out clips, motion tokenizer and evaluator per world
+(``RUN/heldout/<world>.npz``, ``RUN/tokenizers/<world>/``, ``RUN/evaluators/<world>/``, world names as
+file stems), then ONE causal LM over every world's sequences (``RUN/model/``).
+
 Each finished stage leaves its directory, so running the same command again skips it; an
 interrupted stage resumes exactly from its last checkpoint (rlpf.worldmodel.training).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -35,7 +41,14 @@ class PretrainConfig:
     """Everything that decides a pretraining run."""
 
     world: str = "ant"
-    """Built-in world whose motion the model learns (ant or pusher have prompt-labelled data)."""
+    """Built-in world whose motion the model learns (ant or pusher have prompt-labelled data); not used
+    when ``worlds`` is set."""
+    worlds: list[str] = field(default_factory=list)
+    """Several worlds (e.g. the Meta-World tasks metaworld/<task>): one multi-world model - a motion
+    tokenizer per world, one LM over all of them, each sequence marked with its world. Empty: one world."""
+    data_dirs: dict[str, str] = field(default_factory=dict)
+    """With ``worlds``: a data directory per world (as ``data``); a world not named gets the default
+    runs/data/<world>-<data_n>x<frames>-seed<data_seed> (shared with that world's one-world runs)."""
     data: str = ""
     """Directory of prompt-labelled training clips (e.g. from `rlpf data`). Empty: runs/data/<world>-<data_n>x<frames>-seed<data_seed>.
     A directory without clips is filled by simulating data_n clips the first time and reused after that."""
@@ -52,7 +65,8 @@ class PretrainConfig:
     so the base model makes physical errors for RLPF to remove (0.5: ~60% of its samples plausible).
     0 trains on clean simulation only."""
     artifact_kinds: list[str] = field(default_factory=lambda: ["float", "sink", "skate", "jitter"])
-    """Artifact kinds drawn for the corrupted fraction (see rlpf.data.motion_data.add_artifacts)."""
+    """Artifact kinds drawn for the corrupted fraction (see rlpf.data.motion_data.add_artifacts); empty:
+    each world's own (its DataSource's artifact_kinds: object kinds for a puck, articulation kinds for a drawer)."""
     seed: int = 0
     """Seed of the split, the artifacts, initialisation and batch order."""
     threads: int = 0
@@ -102,8 +116,13 @@ class PretrainConfig:
             check(self, getattr(self, name) > 0, name, getattr(self, name), "> 0")
         check(self, self.threads >= 0, "threads", self.threads, ">= 0 (0: the free cores)")
         check(self, self.tokenizer_norm in ("mixed", "clean"), "tokenizer_norm", self.tokenizer_norm, "mixed or clean")
-        check(self, bool(self.artifact_kinds) or not self.artifacts, "artifact_kinds", self.artifact_kinds,
-              "non-empty when artifacts > 0")
+        check(self, len(set(self.worlds)) == len(self.worlds), "worlds", self.worlds, "a list of distinct worlds")
+        extra = sorted(set(self.data_dirs) - set(self.worlds))
+        check(self, not extra, "data_dirs", self.data_dirs, f"keyed by worlds of `worlds` (not {extra})")
+
+    def for_world(self, world: str) -> "PretrainConfig":
+        """The one-world view of a multi-world config: ``world``'s data directory, no ``worlds``."""
+        return dataclasses.replace(self, world=world, worlds=[], data_dirs={}, data=self.data_dirs.get(world, ""))
 
     @property
     def data_dir(self) -> str:
@@ -119,6 +138,8 @@ def pretrain(cfg: PretrainConfig, run_dir: str, progress: bool = True) -> dict:
 
     configure_threads(cfg.threads)
     claim_run_dir(cfg, run_dir)
+    if cfg.worlds:
+        return pretrain_worlds(cfg, run_dir, progress)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     clips = load_or_make_data(cfg, progress)
@@ -126,7 +147,7 @@ def pretrain(cfg: PretrainConfig, run_dir: str, progress: bool = True) -> dict:
     heldout_path = os.path.join(run_dir, "heldout.npz")
     if not os.path.exists(heldout_path):
         save_clips(heldout_path, heldout, world=cfg.world)
-    mixed = add_artifacts(train, cfg.artifacts, tuple(cfg.artifact_kinds), seed=cfg.seed) if cfg.artifacts else train
+    mixed = add_artifacts(train, cfg.artifacts, tuple(cfg.artifact_kinds) or None, seed=cfg.seed) if cfg.artifacts else train
     timings["data_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -147,6 +168,131 @@ def pretrain(cfg: PretrainConfig, run_dir: str, progress: bool = True) -> dict:
                "timings": {k: round(v, 1) for k, v in timings.items()}}
     write_json(os.path.join(run_dir, "pretrain_summary.json"), summary)
     return summary
+
+
+def pretrain_worlds(cfg: PretrainConfig, run_dir: str, progress: bool = True) -> dict:
+    """The multi-world run (``cfg.worlds``; see the module docstring), called by ``pretrain``: per world
+    its data, split, artifacts and tokenizer, then one LM over all worlds, then an evaluator per world.
+    Stage times per world are in the summary's ``world_timings`` (the lead's scaling figures)."""
+    from rlpf.data.motion_data import add_artifacts
+    from rlpf.envs.worlds import file_stem
+
+    timings = {"data_s": 0.0, "tokenizer_s": 0.0}
+    world_timings: dict[str, dict[str, float]] = {}
+    toks, tok_reports, mixed, heldouts, trains = {}, {}, {}, {}, {}
+    for world in cfg.worlds:
+        wcfg, stem, wt = cfg.for_world(world), file_stem(world), {}
+        t0 = time.perf_counter()
+        train, heldout = split(load_or_make_data(wcfg, progress), cfg.val_fraction, cfg.seed)
+        heldout_path = os.path.join(run_dir, "heldout", f"{stem}.npz")
+        if not os.path.exists(heldout_path):
+            os.makedirs(os.path.dirname(heldout_path), exist_ok=True)
+            save_clips(heldout_path, heldout, world=world)
+        mixed[world] = (add_artifacts(train, cfg.artifacts, tuple(cfg.artifact_kinds) or None, seed=cfg.seed)
+                        if cfg.artifacts else train)
+        trains[world], heldouts[world] = train, heldout
+        wt["data_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        toks[world], tok_reports[world] = tokenizer_stage(
+            wcfg, run_dir, mixed[world], heldout, progress, norm_clips=train if cfg.tokenizer_norm == "clean" else None,
+            out=os.path.join(run_dir, "tokenizers", stem), name=f"tokenizer_{stem}")
+        wt["tokenizer_s"] = time.perf_counter() - t0
+        timings["data_s"] += wt["data_s"]
+        timings["tokenizer_s"] += wt["tokenizer_s"]
+        world_timings[world] = wt
+
+    t0 = time.perf_counter()
+    lm_report = lm_stage_worlds(cfg, run_dir, toks, mixed, heldouts, progress)
+    timings["lm_s"] = time.perf_counter() - t0
+
+    timings["evaluator_s"] = 0.0
+    for world in cfg.worlds:
+        t0 = time.perf_counter()
+        evaluator_stage(cfg.for_world(world), run_dir, trains[world], progress,
+                        out=os.path.join(run_dir, "evaluators", file_stem(world)))
+        world_timings[world]["evaluator_s"] = time.perf_counter() - t0
+        timings["evaluator_s"] += world_timings[world]["evaluator_s"]
+
+    summary = {"worlds": list(cfg.worlds), "n_train": sum(len(t) for t in trains.values()),
+               "n_heldout": sum(len(h) for h in heldouts.values()),
+               "n_artifacts": sum("+" in c.source for m in mixed.values() for c in m),
+               "tokenizer": tok_reports, "lm": lm_report,
+               "timings": {k: round(v, 1) for k, v in timings.items()},
+               "world_timings": {w: {k: round(v, 1) for k, v in t.items()} for w, t in world_timings.items()}}
+    write_json(os.path.join(run_dir, "pretrain_summary.json"), summary)
+    return summary
+
+
+def lm_stage_worlds(cfg: PretrainConfig, run_dir: str, toks: dict, train: dict[str, list[Clip]],
+                    heldout: dict[str, list[Clip]], progress: bool) -> dict:
+    """One causal LM over every world's sequences (batches drawn uniformly over all clips), saved with
+    the worlds' tokenizers as a ``MultiWorldModel`` in RUN/model."""
+    from rlpf.envs.worlds import data_source
+    from rlpf.worldmodel.multiworld import MultiWorldModel
+    from rlpf.worldmodel.training import StageSpec, run_stage
+
+    out = os.path.join(run_dir, "model")
+    if os.path.isdir(out):
+        return read_json(os.path.join(run_dir, "lm_report.json"))
+    prompts = {w: sorted({c.prompt for c in train[w]}) for w in cfg.worlds}
+    task_prompts = {}
+    for w in cfg.worlds:   # the prompt that asks for the world's task done (what a control head reads)
+        asks = [p for p in getattr(data_source(w), "task_prompts", ()) if p in prompts[w]]
+        task_prompts[w] = asks[0] if asks else None
+    fps = {c.fps for w in cfg.worlds for c in train[w]}
+    if len(fps) != 1:
+        raise ConfigError(f"worlds: the worlds' clips have different frame rates {sorted(fps)}; one LM needs one")
+    wm = MultiWorldModel.create(toks, prompts, cfg.frames, fps.pop(), cfg.lm, seed=cfg.seed, task_prompts=task_prompts)
+    ids, labels = world_sequences(wm, train)
+    val_ids, val_labels = world_sequences(wm, heldout)
+
+    def batch_fn(g):
+        idx = torch.randint(len(ids), (cfg.lm_batch,), generator=g)
+        return ids[idx], labels[idx]
+
+    def loss_fn(batch):
+        x, y = batch
+        return wm.lm(input_ids=x, attention_mask=(x != wm.text_tokenizer.pad_token_id).long(), labels=y).loss, {}
+
+    def val_loss(step, metrics):
+        metrics["val_loss"] = heldout_loss(wm, val_ids, val_labels)
+        wm.lm.train()
+
+    spec = StageSpec("lm", cfg.lm_steps, cfg.lm_lr, warmup=min(100, cfg.lm_steps // 10),
+                     weight_decay=0.01, log_every=cfg.log_every, ckpt_every=cfg.ckpt_every, seed=cfg.seed)
+    metrics = run_stage(spec, run_dir, wm.lm, batch_fn, loss_fn, progress=progress,
+                        on_log=lambda s, m: val_loss(s, m) if s % (cfg.log_every * 4) == 0 or s == cfg.lm_steps else None)
+    per_world = {}
+    for w in cfg.worlds:
+        wi, wl = world_sequences(wm, {w: heldout[w]})
+        per_world[w] = round(heldout_loss(wm, wi, wl), 4)
+    report = {"train_loss": round(float(metrics.get("loss", float("nan"))), 4),
+              "val_loss": round(heldout_loss(wm, val_ids, val_labels), 4), "val_loss_per_world": per_world,
+              "parameters": sum(p.numel() for p in wm.lm.parameters()), "vocab": len(wm.text_tokenizer),
+              "prompts": [p for w in cfg.worlds for p in prompts[w]], "world_prompts": prompts,
+              "task_prompts": task_prompts}
+    write_json(os.path.join(run_dir, "lm_report.json"), report)
+    wm.save_pretrained(out)
+    return report
+
+
+def world_sequences(wm, clips: dict[str, list[Clip]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded input ids and labels of every world's clips (each encoded by its world's tokenizer; the
+    loss is on the motion codes and <eos>, as in ``code_sequences``)."""
+    rows, lab = [], []
+    for w, cs in clips.items():
+        if not cs:
+            continue
+        codes = wm.motion_tokenizers[w].encode_qpos(np.stack([c.qpos for c in cs]), cs[0].fps)
+        for c, code in zip(cs, codes):
+            seq = wm.sequence_ids(c.prompt, code, w)
+            n_prompt = len(seq) - len(code) - 1
+            rows.append(seq)
+            lab.append([-100] * n_prompt + seq[n_prompt:])
+    width = max(map(len, rows))
+    pad = wm.text_tokenizer.pad_token_id
+    return (torch.tensor([r + [pad] * (width - len(r)) for r in rows]),
+            torch.tensor([r + [-100] * (width - len(r)) for r in lab]))
 
 
 def load_or_make_data(cfg: PretrainConfig, progress: bool) -> list[Clip]:
@@ -218,10 +364,12 @@ def split(clips: list[Clip], val_fraction: float, seed: int) -> tuple[list[Clip]
 
 
 def tokenizer_stage(cfg: PretrainConfig, run_dir: str, train: list[Clip], heldout: list[Clip], progress: bool,
-                    norm_clips: list[Clip] | None = None):
+                    norm_clips: list[Clip] | None = None, out: str | None = None, name: str = "tokenizer"):
+    """cfg.world's motion tokenizer in ``out`` (default RUN/tokenizer), trained as stage ``name`` (its
+    checkpoint and TensorBoard names) unless it is there already."""
     from rlpf.worldmodel.tokenizer import MotionTokenizer, reconstruction_report, train_tokenizer
 
-    out = os.path.join(run_dir, "tokenizer")
+    out = out or os.path.join(run_dir, "tokenizer")
     if os.path.isdir(out):
         tok = MotionTokenizer.from_pretrained(out)
         return tok, read_json(os.path.join(out, "report.json"))
@@ -229,9 +377,9 @@ def tokenizer_stage(cfg: PretrainConfig, run_dir: str, train: list[Clip], heldou
     tok = MotionTokenizer(cfg.world, cfg.tokenizer)
     train_tokenizer(tok, train, cfg.tokenizer_steps, cfg.tokenizer_batch, cfg.tokenizer_lr,
                     window=cfg.tokenizer_window or cfg.frames, seed=cfg.seed, run_dir=run_dir, progress=progress,
-                    log_every=cfg.log_every, ckpt_every=cfg.ckpt_every, norm_clips=norm_clips)
+                    log_every=cfg.log_every, ckpt_every=cfg.ckpt_every, norm_clips=norm_clips, name=name)
     report = reconstruction_report(tok, heldout)
-    _log_final(run_dir, "tokenizer", report, cfg.tokenizer_steps)
+    _log_final(run_dir, name, report, cfg.tokenizer_steps)
     tmp = out + ".tmp"
     tok.save_pretrained(tmp)
     write_json(os.path.join(tmp, "report.json"), report)
@@ -304,10 +452,11 @@ def heldout_loss(wm, ids: torch.Tensor, labels: torch.Tensor) -> float:
     return float(out.loss)
 
 
-def evaluator_stage(cfg: PretrainConfig, run_dir: str, clean_train: list[Clip], progress: bool) -> None:
+def evaluator_stage(cfg: PretrainConfig, run_dir: str, clean_train: list[Clip], progress: bool,
+                    out: str | None = None) -> None:
     from rlpf.worldmodel.evaluator import train_evaluator
 
-    out = os.path.join(run_dir, "evaluator")
+    out = out or os.path.join(run_dir, "evaluator")
     if os.path.isdir(out):
         return
     evaluator = train_evaluator(clean_train, cfg.world, cfg.evaluator, progress=progress)

@@ -372,14 +372,15 @@ def clip_features(tok: MotionTokenizer, clips: list[Clip]) -> list[np.ndarray]:
 def train_tokenizer(tok: MotionTokenizer, clips: list[Clip], steps: int = 3000, batch_size: int = 32,
                     lr: float = 2e-3, window: int | None = None, seed: int = 0, run_dir: str | None = None,
                     progress: bool = False, log_every: int = 25, ckpt_every: int = 250,
-                    norm_clips: list[Clip] | None = None) -> dict[str, float]:
+                    norm_clips: list[Clip] | None = None, name: str = "tokenizer") -> dict[str, float]:
     """Fit the normalizer on ``clips`` and train on random crops (rlpf.worldmodel.training.run_stage: AdamW,
     warmup + cosine lr). With ``run_dir`` the stage logs to TensorBoard and resumes from checkpoints.
 
     ``window``: frames per crop, a multiple of ds; default 32 (2*ds if larger), or the shortest clip.
     Crops at every offset generalize better than whole clips (experiments/tokenizer_sweep.py).
     ``norm_clips``: the clips the normalizer and the default start are fit on (default ``clips``).
-    Returns the last logged metrics.
+    ``name``: the stage's name (its checkpoint ``RUN/checkpoints/<name>.pt`` and TensorBoard tag; a
+    multi-world run trains one tokenizer per world). Returns the last logged metrics.
     """
     from rlpf.worldmodel.training import StageSpec, run_stage
 
@@ -399,7 +400,7 @@ def train_tokenizer(tok: MotionTokenizer, clips: list[Clip], steps: int = 3000, 
         return torch.stack([data[i][s:s + window] for i in picks
                             for s in [int(torch.randint(len(data[i]) - window + 1, (1,), generator=g))]])
 
-    spec = StageSpec("tokenizer", steps, lr, warmup=min(100, steps // 10), log_every=log_every,
+    spec = StageSpec(name, steps, lr, warmup=min(100, steps // 10), log_every=log_every,
                      ckpt_every=ckpt_every, seed=seed)
     with torch.random.fork_rng():
         torch.manual_seed(seed)

@@ -1,5 +1,6 @@
 """`rlpf control` end to end on a tiny budget: rows, the skipped RLPF backbone, resume, the CLI."""
 import json
+import os
 import sys
 
 import numpy as np
@@ -95,7 +96,8 @@ def test_metaworld_head_rows_fail_naming_the_missing_backbone(tmp_path, capsys):
 @pytest.mark.slow
 def test_metaworld_table_end_to_end_and_resume(tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["control", "--config", MT_CONFIG, "--out", str(run), "--quiet", *MT_TINY]) == 0
+    methods = "methods=[expert, mlp-bc, sb3-scratch]"   # the config's head row would pretrain its MT10 backbone
+    assert main(["control", "--config", MT_CONFIG, "--out", str(run), "--quiet", *MT_TINY, methods]) == 0
     report = json.loads((run / "report.json").read_text())
     rows = {(r["method"], r["env"]): r for r in report["table"]}
     assert set(rows) == {(m, e) for m in ("expert", "mlp-bc", "sac-scratch") for e in ("reach-v3", "mean")}
@@ -111,3 +113,44 @@ def test_metaworld_table_end_to_end_and_resume(tmp_path, capsys):
     assert (run / "policies" / "sac-scratch" / "reach-v3" / "seed0" / "model.zip").exists()
     again = run_control(load_config(ControlConfig, str(run / "config.yaml")), str(run), progress=False)
     assert again["table"] == report["table"]
+
+
+def test_metaworld_head_rows_refuse_a_backbone_without_a_task(tmp_path, capsys):
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "worldmodel"))
+    from test_multiworld import tiny_multiworld
+
+    tiny_multiworld(tmp_path / "wm", worlds=("metaworld/push-v3", "metaworld/drawer-open-v3"))
+    out = tmp_path / "r"
+    assert main(["control", "--config", MT_CONFIG, "--out", str(out), *MT_TINY, "tasks=[push-v3, door-open-v3]",
+                 "sb3_steps={push-v3: 10, door-open-v3: 10}", "methods=[head]",
+                 f"backbones={{base: {{path: {tmp_path / 'wm'}, train: none}}}}"]) == 2
+    msg = capsys.readouterr().err
+    assert "head-base" in msg and "door-open-v3" in msg and "no world for task" in msg
+    one = tiny_world_model(tmp_path / "pusher")   # a one-world backbone
+    assert main(["control", "--config", MT_CONFIG, "--out", str(out), *MT_TINY, "methods=[head]",
+                 f"backbones={{base: {{path: {one}, train: none}}}}"]) == 2
+    assert "one-world model" in capsys.readouterr().err
+    assert not out.exists() or not (out / "demos").exists()
+
+
+def test_metaworld_head_row_on_a_multi_world_backbone(tmp_path, capsys):
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "worldmodel"))
+    from test_multiworld import tiny_multiworld
+
+    tiny_multiworld(tmp_path / "wm", worlds=("metaworld/push-v3", "metaworld/drawer-open-v3"))
+    run = tmp_path / "run"
+    args = ["control", "--config", MT_CONFIG, "--out", str(run), "--quiet", *MT_TINY, "tasks=[drawer-open-v3, reach-v3]",
+            "sb3_steps={drawer-open-v3: 10, reach-v3: 10}", "methods=[mlp-bc, head]", "seeds=[0]", "head_steps=6",
+            "head.n_queries=1", "head.head_hidden=16", "head.history=8", "head.chunk=2", "head.execute=2",
+            f"backbones={{base: {{path: {tmp_path / 'wm'}, train: none}}}}"]
+    assert main(args) == 0
+    report = json.loads((run / "report.json").read_text())
+    rows = {(r["method"], r["env"]): r for r in report["table"]}
+    assert set(rows) == {(m, e) for m in ("mlp-bc", "head-base") for e in ("drawer-open-v3", "reach-v3", "mean")}
+    assert rows[("head-base", "mean")]["env_steps"] == rows[("mlp-bc", "mean")]["env_steps"] > 0
+    assert rows[("head-base", "mean")]["eval_steps_per_s"] > 0 and "head-base" in report["eval_speed"]
+    assert "ONE multi-task control head" in rows[("head-base", "reach-v3")]["notes"]
+    assert (run / "policies" / "head-base" / "seed0" / "policy.pt").exists()
+    assert "head-base" in capsys.readouterr().out
+    assert main(args) == 0   # cached: the same table again
+    assert json.loads((run / "report.json").read_text())["table"] == report["table"]
