@@ -121,6 +121,31 @@ def write_text(path: str, text: str) -> str:
     return target
 
 
+def write_dir(path: str, fill) -> str:
+    """Write a whole directory atomically: ``fill(tmp)`` writes into ``PATH.tmp``, which then takes
+    ``path``'s place (an old ``path`` is moved aside first and removed after), so a reader never finds
+    half a saved model and a failed save leaves the previous one intact."""
+    import shutil
+
+    path = path.rstrip("/")
+    tmp, old = path + ".tmp", path + ".old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    try:
+        fill(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if os.path.exists(path):
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, path)
+    return path
+
+
 def write_json(path: str, value, indent: int = 2) -> str:
     return write_text(path, json.dumps(value, indent=indent))
 

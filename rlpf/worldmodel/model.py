@@ -234,26 +234,18 @@ class WorldModel:
     # ---- persistence ------------------------------------------------------------------------------
     def save_pretrained(self, path: str) -> None:
         """Write the whole model into ``path`` via a temporary directory, so nothing is half-written."""
-        import shutil
+        from rlpf.core.outputs import write_dir
 
-        tmp = path.rstrip("/") + ".tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        os.makedirs(tmp)
-        self.lm.save_pretrained(tmp)
-        self.text_tokenizer.save_pretrained(tmp)
-        self.motion_tokenizer.save_pretrained(tmp)
-        meta = {"world": self.world, "fps": self.fps, "n_frames": self.n_frames, "prompts": self.prompts,
-                "format": 1}
-        with open(os.path.join(tmp, META_FILE), "w") as f:
-            json.dump(meta, f, indent=1)
-        if os.path.exists(path):
-            old = path.rstrip("/") + ".old"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        def fill(tmp):
+            self.lm.save_pretrained(tmp)
+            self.text_tokenizer.save_pretrained(tmp)
+            self.motion_tokenizer.save_pretrained(tmp)
+            meta = {"world": self.world, "fps": self.fps, "n_frames": self.n_frames, "prompts": self.prompts,
+                    "format": 1}
+            with open(os.path.join(tmp, META_FILE), "w") as f:
+                json.dump(meta, f, indent=1)
+
+        write_dir(path, fill)
 
     @classmethod
     def from_pretrained(cls, path: str, world: str | None = None) -> "WorldModel":

@@ -229,7 +229,6 @@ def lm_stage_worlds(cfg: PretrainConfig, run_dir: str, toks: dict, train: dict[s
     the worlds' tokenizers as a ``MultiWorldModel`` in RUN/model."""
     from rlpf.envs.worlds import data_source
     from rlpf.worldmodel.multiworld import MultiWorldModel
-    from rlpf.worldmodel.training import StageSpec, run_stage
 
     out = os.path.join(run_dir, "model")
     if os.path.isdir(out):
@@ -246,22 +245,7 @@ def lm_stage_worlds(cfg: PretrainConfig, run_dir: str, toks: dict, train: dict[s
     ids, labels = world_sequences(wm, train)
     val_ids, val_labels = world_sequences(wm, heldout)
 
-    def batch_fn(g):
-        idx = torch.randint(len(ids), (cfg.lm_batch,), generator=g)
-        return ids[idx], labels[idx]
-
-    def loss_fn(batch):
-        x, y = batch
-        return wm.lm(input_ids=x, attention_mask=(x != wm.text_tokenizer.pad_token_id).long(), labels=y).loss, {}
-
-    def val_loss(step, metrics):
-        metrics["val_loss"] = heldout_loss(wm, val_ids, val_labels)
-        wm.lm.train()
-
-    spec = StageSpec("lm", cfg.lm_steps, cfg.lm_lr, warmup=min(100, cfg.lm_steps // 10),
-                     weight_decay=0.01, log_every=cfg.log_every, ckpt_every=cfg.ckpt_every, seed=cfg.seed)
-    metrics = run_stage(spec, run_dir, wm.lm, batch_fn, loss_fn, progress=progress,
-                        on_log=lambda s, m: val_loss(s, m) if s % (cfg.log_every * 4) == 0 or s == cfg.lm_steps else None)
+    metrics = train_lm(cfg, run_dir, wm, (ids, labels), (val_ids, val_labels), progress)
     per_world = {}
     for w in cfg.worlds:
         wi, wl = world_sequences(wm, {w: heldout[w]})
@@ -388,7 +372,6 @@ def tokenizer_stage(cfg: PretrainConfig, run_dir: str, train: list[Clip], heldou
 
 
 def lm_stage(cfg: PretrainConfig, run_dir: str, tok, train: list[Clip], heldout: list[Clip], progress: bool) -> dict:
-    from rlpf.worldmodel.training import StageSpec, run_stage
     from rlpf.worldmodel.model import WorldModel
 
     out = os.path.join(run_dir, "model")
@@ -399,6 +382,24 @@ def lm_stage(cfg: PretrainConfig, run_dir: str, tok, train: list[Clip], heldout:
     ids, labels = sequences(wm, train)
     val_ids, val_labels = sequences(wm, heldout)
 
+    metrics = train_lm(cfg, run_dir, wm, (ids, labels), (val_ids, val_labels), progress)
+    report = {"train_loss": round(float(metrics.get("loss", float("nan"))), 4),
+              "val_loss": round(heldout_loss(wm, val_ids, val_labels), 4),
+              "parameters": sum(p.numel() for p in wm.lm.parameters()), "vocab": len(wm.text_tokenizer),
+              "prompts": prompts}
+    write_json(os.path.join(run_dir, "lm_report.json"), report)
+    wm.save_pretrained(out)
+    return report
+
+
+def train_lm(cfg: PretrainConfig, run_dir: str, wm, train: tuple, heldout: tuple, progress: bool) -> dict:
+    """The LM stage's training loop, shared by one-world and multi-world models: ``cfg.lm_steps`` of
+    uniformly drawn batches of the (ids, labels) ``train`` rows, the held-out loss logged every 4th
+    log step; resumable through ``run_stage``'s checkpoints. Returns the last logged metrics."""
+    from rlpf.worldmodel.training import StageSpec, run_stage
+
+    ids, labels = train
+
     def batch_fn(g):
         idx = torch.randint(len(ids), (cfg.lm_batch,), generator=g)
         return ids[idx], labels[idx]
@@ -408,20 +409,13 @@ def lm_stage(cfg: PretrainConfig, run_dir: str, tok, train: list[Clip], heldout:
         return wm.lm(input_ids=x, attention_mask=(x != wm.text_tokenizer.pad_token_id).long(), labels=y).loss, {}
 
     def val_loss(step, metrics):
-        metrics["val_loss"] = heldout_loss(wm, val_ids, val_labels)
+        metrics["val_loss"] = heldout_loss(wm, *heldout)
         wm.lm.train()
 
     spec = StageSpec("lm", cfg.lm_steps, cfg.lm_lr, warmup=min(100, cfg.lm_steps // 10),
                      weight_decay=0.01, log_every=cfg.log_every, ckpt_every=cfg.ckpt_every, seed=cfg.seed)
-    metrics = run_stage(spec, run_dir, wm.lm, batch_fn, loss_fn, progress=progress,
-                        on_log=lambda s, m: val_loss(s, m) if s % (cfg.log_every * 4) == 0 or s == cfg.lm_steps else None)
-    report = {"train_loss": round(float(metrics.get("loss", float("nan"))), 4),
-              "val_loss": round(heldout_loss(wm, val_ids, val_labels), 4),
-              "parameters": sum(p.numel() for p in wm.lm.parameters()), "vocab": len(wm.text_tokenizer),
-              "prompts": prompts}
-    write_json(os.path.join(run_dir, "lm_report.json"), report)
-    wm.save_pretrained(out)
-    return report
+    return run_stage(spec, run_dir, wm.lm, batch_fn, loss_fn, progress=progress,
+                     on_log=lambda s, m: val_loss(s, m) if s % (cfg.log_every * 4) == 0 or s == cfg.lm_steps else None)
 
 
 def sequences(wm, clips: list[Clip]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,7 +8,8 @@ import pytest
 
 from rlpf.cli import main
 from rlpf.core.errors import OutputError
-from rlpf.core.outputs import EXIT_WRITE_FAILED, check_output_dir, check_output_file, write_json, write_or_rescue
+from rlpf.core.outputs import (EXIT_WRITE_FAILED, check_output_dir, check_output_file, write_dir, write_json,
+                               write_or_rescue)
 
 EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "rlpf", "examples")
 
@@ -98,3 +99,26 @@ def test_unit_checks(tmp_path):
     assert json.loads(f.read_text()) == {"a": 1}
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]  # no temporary left behind
     assert write_or_rescue(str(f), {"b": 2}, "test") and json.loads(f.read_text()) == {"b": 2}
+
+
+def test_write_dir_replaces_a_directory_whole_and_a_failed_fill_keeps_the_old_one(tmp_path):
+    target = tmp_path / "model"
+
+    def fill(version):
+        def write(tmp):
+            with open(os.path.join(tmp, "weights"), "w") as f:
+                f.write(version)
+        return write
+
+    write_dir(str(target), fill("v1"))
+    write_dir(str(target) + "/", fill("v2"))       # a trailing slash names the same directory
+    assert (target / "weights").read_text() == "v2"
+
+    def broken(tmp):
+        fill("half")(tmp)
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        write_dir(str(target), broken)
+    assert (target / "weights").read_text() == "v2"    # the previous save is intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]   # no .tmp / .old left behind
