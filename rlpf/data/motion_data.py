@@ -670,8 +670,8 @@ def make_dataset(world: str, n: int, seed: int = 0, frames: int = 64, workers: i
                     counts["diverged"] += 1
                 elif not clear:
                     counts["ambiguous"] += 1
-                elif len(kept[clip.prompt]) >= quotas[clip.prompt]:
-                    counts["over_quota"] += 1
+                elif len(kept.get(clip.prompt, ())) >= quotas.get(clip.prompt, 0):
+                    counts["over_quota"] += 1   # a measured label the dataset holds no (more) room for
                 else:
                     kept[clip.prompt].append(clip)
                     counts["kept"] += 1

@@ -87,6 +87,20 @@ def test_make_dataset_balanced_and_deterministic():
     assert all(np.array_equal(a.qpos, b.qpos) for a, b in zip(clips, again))
 
 
+@pytest.mark.parametrize("task", ["drawer-close-v3", "window-open-v3", "window-close-v3"])
+def test_coasting_joints_datasets_hold_done_and_not_at_all(task):
+    """Drawer-close and the windows coast to their end once pushed, so 'partway' cannot be recorded:
+    their datasets hold the other two prompts (with equal quotas over three, make_dataset never ends);
+    a partway clip, measured, is rejected for want of room, not a crash."""
+    world, phrases = f"metaworld/{task}", mwd.TASKS[task].phrases
+    assert PROMPTS[world] == (phrases[0], phrases[2])
+    stats = {}
+    clips = make_dataset(world, 4, seed=0, frames=64, workers=1, stats=stats)
+    assert [c.prompt for c in clips] == [phrases[0]] * 2 + [phrases[2]] * 2
+    assert all(label_motion(c.qpos, c.fps, world) == c.prompt for c in clips)
+    assert stats["kept"] == 4 and stats["attempts"] < 40
+
+
 def test_errors_name_the_problem():
     with pytest.raises(ValueError, match="frames must be"):
         mwd.record_episode(DRAWER, seed=0, frames=400)
