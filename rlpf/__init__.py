@@ -11,6 +11,7 @@ MuJoCo, torch or TRL until one of them is asked for.
     rlpf.PhysicalFeedback(world, weights, tracker=...)    one named TRL reward function per term,
                                               scored in worker processes
     rlpf.MotionCodec, rlpf.WorldModelCodec    a generator's completions -> clips
+    rlpf.MultiWorldModelCodec                 the same for a multi-world model (each clip in its prompt's world)
     rlpf.RLPFTrainer(model, codec, feedback, args, prompts)   TRL's GRPOTrainer on any causal LM
 """
 __version__ = "0.1.0"
@@ -36,6 +37,7 @@ _API = {
     "RLPFTrainer": "rlpf.finetune.grpo",
     "MotionCodec": "rlpf.worldmodel.codec",
     "WorldModelCodec": "rlpf.worldmodel.codec",
+    "MultiWorldModelCodec": "rlpf.worldmodel.codec",
 }
 
 

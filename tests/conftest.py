@@ -53,3 +53,16 @@ _TESTS = os.path.dirname(os.path.abspath(__file__))
 for _d in sorted(os.listdir(_TESTS)):
     if os.path.isdir(os.path.join(_TESTS, _d)) and not _d.startswith(("_", ".")) and os.path.join(_TESTS, _d) not in sys.path:
         sys.path.insert(0, os.path.join(_TESTS, _d))
+
+
+@pytest.fixture(scope="session")
+def multiworld_pretrain(tmp_path_factory):
+    """A tiny multi-world `rlpf pretrain` run on push-v3 and drawer-open-v3 (real expert clips), made
+    once per session: (root, the data_dirs override); the run is root/"run"."""
+    from multiworld_models import DRAWER, PUSH, TINY_PRETRAIN
+    from rlpf.cli import main
+
+    root = tmp_path_factory.mktemp("multiworld")
+    data = f"data_dirs={{{PUSH}: {root / 'push'}, {DRAWER}: {root / 'drawer'}}}"
+    assert main(["pretrain", "--out", str(root / "run"), "--quiet", *TINY_PRETRAIN, data]) == 0
+    return root, data

@@ -22,7 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "in MuJoCo, reward plugins score them (default 10 x tracking_success + 2 x alignment), and\n"
                     "group-relative PPO-clip with KL to the frozen base model updates the generator. Every term\n"
                     "is logged to TensorBoard (RUN/tb/rlpf). method sft_filter: fine-tune on the base model's own\n"
-                    "samples that track. method base: only the base model's report.\n\n"
+                    "samples that track. method base: only the base model's report. With `worlds` the base is a\n"
+                    "multi-world model: every world's prompts train at once, each clip scored in its own world.\n\n"
                     "Leaves in RUN: report.md, report.json ({before, after, change, training}), samples/*.npz,\n"
                     "videos/*.mp4 (generated | tracked), model/ (the fine-tuned world model), tb/, config.yaml.\n"
                     "Running the same command again resumes from the last checkpoint; Ctrl-C saves one first.",
@@ -33,7 +34,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "  rlpf train --config experiments/configs/rlpf_ant.yaml grpo.steps=50 --out runs/rlpf-short\n"
                    "  rlpf train --config experiments/configs/sft_filter_ant.yaml --out runs/sft-ant\n"
                    "  rlpf train --config experiments/configs/rlpf_metaworld.yaml --out runs/rlpf-metaworld"
-                   "   # a suite: `runs: {task: config}`, one run per task, key=value applies to each")
+                   "   # a suite: `runs: {task: config}`, one run per task, key=value applies to each\n"
+                   "  rlpf train --config experiments/configs/rlpf_metaworld_mt10.yaml --out runs/rlpf-mt10"
+                   "   # ONE multi-world model (worlds: [...]), all worlds at once, reported per world")
     rt.add_argument("--config", help="YAML file with RLPFConfig fields (default: the built-in defaults)")
     rt.add_argument("--out", required=True, help="run directory (created; an existing one is resumed)")
     rt.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -61,7 +61,8 @@ class PhysicalFeedback:
     """Scores clips (or completions, decoded by a ``MotionCodec``) on every term, in ``workers`` processes.
 
     ``world``: a world name, MJCF path or ``rlpf.World`` (a world registered in this process with
-    ``rlpf.register_world`` works too: the workers get its declaration, ``portable_world``).
+    ``rlpf.register_world`` works too: the workers get its declaration, ``portable_world``), or a list
+    of them (a multi-world model's worlds: each clip is scored in its own, with the tracker of it).
     ``weights``: term -> weight (registered name, ``pkg.mod:obj`` path or entry point). ``tracker``:
     the tracker whose success is rewarded (a registered name such as ``pd`` or ``learned``, or a run
     directory). ``workers`` 0 scores in this process. ``backend``: where the workers run, ``local``
@@ -93,10 +94,22 @@ class PhysicalFeedback:
         for name, w in self.weights.items():
             if not math.isfinite(w):
                 raise FeedbackError(f"reward weight for {name!r} is {w}: weights must be finite numbers")
-        self.terms = logged_terms(self.weights, world)
+        # several worlds (a multi-world model's): each clip is scored in its own world with that world's
+        # tracker; the terms are every world's, and a term that does not apply to a clip's world is None
+        # for it (TRL leaves it out of that clip's weighted sum), as in one world
+        several = isinstance(world, (list, tuple))
+        if several and not world:
+            raise FeedbackError("world: an empty list of worlds")
+        given = list(world) if several else [world]
+        names = [get_world(w).name for w in given]
+        if len(set(names)) != len(names):
+            raise FeedbackError(f"world: {names} names a world twice")
+        self.worlds = names
+        self.world_name = None if several else names[0]
+        """The one world every clip is scored in (None with several: each clip's own, ``Clip.world``)."""
+        self.terms = list(dict.fromkeys(t for w in given for t in logged_terms(self.weights, w)))
         # the jobs carry the world as a worker can rebuild it: a built-in's name, else its declaration
-        self._job_world = portable_world(world)
-        self.world_name = get_world(world).name
+        self._job_worlds = {n: portable_world(w) for n, w in zip(names, given)}
         for name in self.terms:
             try:
                 get_reward(name)
@@ -105,7 +118,7 @@ class PhysicalFeedback:
         try:
             check_tracker_spec(tracker)
             # the jobs carry the tracker as a worker can rebuild it (one registered in a script too)
-            self._job_tracker = portable_tracker(tracker, world)
+            self._job_trackers = {n: portable_tracker(tracker, w) for n, w in zip(names, given)}
         except TrackerError as e:
             raise FeedbackError(str(e)) from None
         self._pool = None
@@ -116,16 +129,31 @@ class PhysicalFeedback:
 
     # ---- scoring ---------------------------------------------------------------------------------
     def score(self, clips: Sequence[Clip]) -> dict:
-        """``{"terms": {name: [float | nan]}, "errors": {i: message}}`` for the clips, in order."""
+        """``{"terms": {name: [float | nan]}, "errors": {i: message}}`` for the clips, in order (scored
+        in the feedback's world; with several worlds each in its own ``Clip.world``, one of them)."""
+        if self.world_name is None:
+            bad = [(i, c.world) for i, c in enumerate(clips) if c.world not in self.worlds]
+            if bad:
+                raise FeedbackError(f"clip {bad[0][0]} is of world {bad[0][1]!r}, not one of this feedback's "
+                                    f"worlds {self.worlds}")
         return self._collect(self._submit(clips))
+
+    def _world_of(self, clip: Clip) -> str:
+        return self.world_name or clip.world
 
     def _submit(self, clips: Sequence[Clip], context: dict | None = None) -> list:
         """Start scoring ``clips`` in the workers: ``[(job, future)]``; with no workers the future is
         None and the job runs here when collected. ``context``: extra keyword arguments for every
-        plugin (the training step, see ``reward_functions``)."""
-        jobs = [(self._job_world, self._job_tracker, self.terms, [(c.qpos, c.fps, c.prompt, c.source) for c in clips[i:i + self.chunk]],
-                 context or {})
-                for i in range(0, len(clips), self.chunk)]
+        plugin (the training step, see ``reward_functions``). A chunk holds clips of one world (runs of
+        consecutive clips: a GRPO batch keeps each prompt's group together), in order."""
+        runs: list[list[Clip]] = []
+        for c in clips:
+            if runs and len(runs[-1]) < self.chunk and self._world_of(runs[-1][0]) == self._world_of(c):
+                runs[-1].append(c)
+            else:
+                runs.append([c])
+        jobs = [(self._job_worlds[self._world_of(r[0])], self._job_trackers[self._world_of(r[0])], self.terms,
+                 [(c.qpos, c.fps, c.prompt, c.source) for c in r], context or {}) for r in runs]
         if self.workers > 0 and jobs:
             pool = self._get_pool()
             return [(job, pool.submit(_score_chunk, job)) for job in jobs]
@@ -185,12 +213,22 @@ class PhysicalFeedback:
             raise CodecError(f"{type(codec).__name__}.decode_batch returned {len(decoded)} entries for {n} completions")
         clips, index, errors = [], [], {}
         for i, d in enumerate(decoded):
-            if isinstance(d, Clip):
-                clips.append(Clip(qpos=np.asarray(d.qpos), fps=d.fps, world=self.world_name,
-                                  prompt=commands[i] if d.prompt is None else d.prompt, source=f"completion:{i}"))
-                index.append(i)
-            else:
+            if not isinstance(d, Clip):
                 errors[i] = str(d)
+                continue
+            world = self.world_name
+            if world is None:  # several worlds: the clip must be in the world its prompt asks for
+                asked = codec.world_of(prompts[i])
+                if d.world != asked:
+                    errors[i] = f"completion is a clip of world {d.world!r}, its prompt asks for {asked!r}"
+                    continue
+                if d.world not in self.worlds:
+                    errors[i] = f"completion is a clip of world {d.world!r}, not one of the feedback's {self.worlds}"
+                    continue
+                world = d.world
+            clips.append(Clip(qpos=np.asarray(d.qpos), fps=d.fps, world=world,
+                              prompt=commands[i] if d.prompt is None else d.prompt, source=f"completion:{i}"))
+            index.append(i)
         return {"n": n, "clips": clips, "index": index, "errors": errors, "handle": self._submit(clips, context)}
 
     def _assemble(self, batch: dict) -> dict:
@@ -228,9 +266,15 @@ class PhysicalFeedback:
         from rlpf.envs.worlds import get_world
 
         codec = as_codec(codec)
-        if codec.world is not None and get_world(codec.world).name != self.world_name:
-            raise FeedbackError(f"codec {type(codec).__name__} makes clips of world {codec.world!r}, but this "
+        made = [get_world(w).name for w in (codec.worlds or ([codec.world] if codec.world is not None else []))]
+        if self.world_name is not None and made and made != [self.world_name]:
+            what = f"world {codec.world!r}" if not codec.worlds else f"worlds {made}"
+            raise FeedbackError(f"codec {type(codec).__name__} makes clips of {what}, but this "
                                 f"feedback scores world {self.world_name!r}")
+        missing = [w for w in made if w not in self.worlds]
+        if self.world_name is None and missing:
+            raise FeedbackError(f"codec {type(codec).__name__} makes clips of world(s) {missing}, which this "
+                                f"feedback does not score (its worlds: {self.worlds})")
         funcs = []
         for name in self.terms:
             def fn(prompts, completions, completion_ids, _name=name, **kwargs):

@@ -411,7 +411,9 @@ def log_history(run_dir: str) -> list[dict]:
 def finetune(model_dir: str, feedback, settings: GRPOSettings, run_dir: str, seed: int = 0,
              prompts: list[str] | None = None, progress: bool = True):
     """Fine-tune the world model in ``model_dir`` with GRPO on ``feedback``'s rewards; returns the
-    fine-tuned ``WorldModel`` (also saved to ``run_dir/model``) and a summary dict.
+    fine-tuned ``WorldModel`` (also saved to ``run_dir/model``) and a summary dict. A multi-world model
+    (``MultiWorldModel``) is fine-tuned on every world's prompts at once (``feedback`` scoring its
+    worlds) and saved as one.
 
     Checkpoints go to ``run_dir/grpo/checkpoint-*``; running again resumes from the last one, and a
     finished run (``run_dir/model`` present) is loaded, not retrained.
@@ -421,19 +423,20 @@ def finetune(model_dir: str, feedback, settings: GRPOSettings, run_dir: str, see
     from transformers.integrations import TensorBoardCallback
     from trl import GRPOConfig
 
-    from rlpf.worldmodel.codec import WorldModelCodec
+    from rlpf.worldmodel.codec import as_codec
     from rlpf.core.run_dir import read_json, write_json
     from rlpf.finetune import distributed
-    from rlpf.worldmodel.model import WorldModel
+    from rlpf.worldmodel.multiworld import MultiWorldModel, load_world_model
 
     out_model = os.path.join(run_dir, "model")
     summary_path = os.path.join(run_dir, SUMMARY_FILE)
     if os.path.isfile(os.path.join(out_model, "world_model.json")):
-        return WorldModel.from_pretrained(out_model), {**read_json(summary_path), "resumed": "finished",
-                                                       "steps": settings.steps}
+        return load_world_model(out_model), {**read_json(summary_path), "resumed": "finished",
+                                             "steps": settings.steps}
 
-    wm = WorldModel.from_pretrained(model_dir)
-    prompts = list(prompts or wm.prompts)
+    wm = load_world_model(model_dir)
+    # a multi-world model's prompts carry their world's marker (two worlds may share the words)
+    prompts = list(prompts or (wm.training_prompts() if isinstance(wm, MultiWorldModel) else wm.prompts))
     per_step = settings.prompts_per_step * settings.num_generations
     # launched on several processes (rlpf.finetune.distributed): a step is still prompts_per_step x
     # num_generations samples, split over the processes, so the run is the same experiment
@@ -483,7 +486,7 @@ def finetune(model_dir: str, feedback, settings: GRPOSettings, run_dir: str, see
             return control
 
     trainer = _trainer_class()(
-        wm.lm, WorldModelCodec(wm), feedback, args, prompts,
+        wm.lm, as_codec(wm), feedback, args, prompts,
         callbacks=([TensorBoardCallback(writer)] if main else []) + [StopCallback()],
         overlap_scoring=settings.overlap_scoring,
     )

@@ -25,7 +25,7 @@ from rlpf.core.threads import configure_threads
 METHODS = ("rlpf", "sft_filter", "base")
 EVALUATION_FIELDS = ("eval_trackers", "eval_per_prompt", "eval_seed", "videos", "workers")
 """Fields that only change the evaluation: a finished run given new values is re-evaluated, not retrained."""
-INTRODUCED_FIELDS = {"grpo.overlap_scoring": False, "backend": "local", "backend_address": None}
+INTRODUCED_FIELDS = {"grpo.overlap_scoring": False, "backend": "local", "backend_address": None, "worlds": []}
 """Fields added after runs were made, with what those runs did (they scored each batch in turn)."""
 
 
@@ -37,7 +37,13 @@ class RLPFConfig:
     """rlpf (GRPO on physical feedback), sft_filter (fine-tune on own samples that track) or base (no
     fine-tuning: the base model's report)."""
     world: str = "ant"
-    """World of the base model."""
+    """World of the base model (a one-world model; see ``worlds``)."""
+    worlds: list[str] = field(default_factory=list)
+    """Several worlds: the base is a multi-world model over them (``rlpf pretrain`` with ``worlds``, e.g.
+    experiments/configs/metaworld_mt10.yaml), fine-tuned on all their prompts at once, each clip scored
+    in its own world with that world's tracker, evaluated per world (report.json ``worlds``) and
+    averaged over worlds (``before`` / ``after``); ``world`` is then unused. Method rlpf or base, trackers
+    by name (a trained tracker is one world's)."""
     pretrain_config: str = "experiments/configs/ant.yaml"
     """Pretraining config of the base model (run when base_run holds no finished model)."""
     base_run: str = "runs/ant"
@@ -83,9 +89,18 @@ class RLPFConfig:
         check(self, self.method in METHODS, "method", self.method, f"one of {', '.join(METHODS)}")
         if isinstance(self.eval_trackers, str):
             self.eval_trackers = [self.eval_trackers]
+        check(self, len(set(self.worlds)) == len(self.worlds), "worlds", self.worlds, "a list of distinct worlds")
+        if self.worlds:
+            check(self, self.method in ("rlpf", "base"), "method", self.method,
+                  "rlpf or base with several worlds (SFT-Filter fine-tunes one world's model)")
+            for name, specs in (("tracker", [self.tracker]), ("eval_trackers", self.eval_trackers)):
+                for spec in specs:
+                    check(self, spec != "learned" and not (isinstance(spec, str) and os.path.isdir(spec)), name, spec,
+                          "a tracker by name (pd) with several worlds: a learned tracker is one world's")
         for name, specs in (("tracker", [self.tracker]), ("eval_trackers", self.eval_trackers)):
             for spec in specs:
-                _check_tracker(name, spec, self.world)
+                for world in self.worlds or [self.world]:
+                    _check_tracker(name, spec, world)
         check(self, bool(self.weights), "weights", self.weights, "a non-empty mapping of reward term -> weight")
         for name, w in self.weights.items():
             check(self, finite(w), f"weights.{name}", w, "a finite number")
@@ -135,20 +150,26 @@ def ensure_base(cfg: RLPFConfig, progress: bool) -> str:
     from rlpf.core.config import load_config
     from rlpf.worldmodel.pretrain import PretrainConfig, pretrain
 
+    evaluators = "evaluators" if cfg.worlds else "evaluator"   # a multi-world run has one per world
     if os.path.isfile(os.path.join(cfg.base_run, "model", "world_model.json")) and \
-            os.path.isdir(os.path.join(cfg.base_run, "evaluator")):
+            os.path.isdir(os.path.join(cfg.base_run, evaluators)):
         return cfg.base_run
     _say(f"pretraining the base model into {cfg.base_run} ({cfg.pretrain_config})")
     pcfg = load_config(PretrainConfig, cfg.pretrain_config)
-    if pcfg.world != cfg.world:
-        raise ValueError(f"pretrain_config {cfg.pretrain_config} is for world {pcfg.world!r}, this experiment for {cfg.world!r}")
+    if (pcfg.worlds or pcfg.world) != (cfg.worlds or cfg.world):
+        raise ValueError(f"pretrain_config {cfg.pretrain_config} is for {pcfg.worlds or pcfg.world}, this experiment "
+                         f"for {cfg.worlds or cfg.world}")
     pretrain(pcfg, cfg.base_run, progress=progress)
     return cfg.base_run
 
 
 def ensure_trackers(cfg: RLPFConfig, progress: bool) -> dict:
-    """{name: Tracker} for every tracker the experiment uses (training the learned one if needed)."""
+    """{name: Tracker} for every tracker the experiment uses (training the learned one if needed);
+    with several worlds {world: {name: Tracker}}."""
     from rlpf.judge.tracking import load_tracker
+
+    if cfg.worlds:  # trackers by name only (RLPFConfig): each world's own
+        return {w: {name: load_tracker(name, w) for name in cfg.trackers()} for w in cfg.worlds}
 
     if "learned" in cfg.trackers():
         from rlpf.core.config import load_config
@@ -173,6 +194,8 @@ def check_worlds(cfg: RLPFConfig) -> None:
     from rlpf.envs.worlds import get_world
     from rlpf.worldmodel.pretrain import PretrainConfig
 
+    if cfg.worlds:
+        return _check_multiworld(cfg)
     get_world(cfg.world)  # a known world, or UnknownWorldError listing them
 
     def refuse(what: str, world) -> None:
@@ -206,6 +229,27 @@ def check_worlds(cfg: RLPFConfig) -> None:
             refuse(f"tracker_run {cfg.tracker_run}", world)
 
 
+def _check_multiworld(cfg: RLPFConfig) -> None:
+    """check_worlds for several worlds: every world known, the pretraining config and the base model
+    over exactly these worlds (ConfigError naming the part otherwise)."""
+    from rlpf.core.config import ConfigError, load_config
+    from rlpf.envs.worlds import get_world
+    from rlpf.worldmodel.multiworld import KIND, read_meta
+    from rlpf.worldmodel.pretrain import PretrainConfig
+
+    for w in cfg.worlds:
+        get_world(w)
+    pcfg = load_config(PretrainConfig, cfg.pretrain_config)
+    if list(pcfg.worlds) != list(cfg.worlds):
+        raise ConfigError(f"pretrain_config {cfg.pretrain_config} pretrains {pcfg.worlds or [pcfg.world]}, but this "
+                          f"experiment is for the worlds {cfg.worlds}; use its worlds (worlds=) or another config")
+    if os.path.isfile(os.path.join(cfg.base_run, "model", "world_model.json")):
+        meta = read_meta(os.path.join(cfg.base_run, "model"))
+        if meta.get("kind") != KIND or list(meta.get("worlds") or []) != list(cfg.worlds):
+            raise ConfigError(f"base_run {cfg.base_run} holds a model of {meta.get('worlds') or meta.get('world')}, "
+                              f"but this experiment is for the worlds {cfg.worlds}")
+
+
 def train_rlpf(cfg: RLPFConfig, run_dir: str, progress: bool = True) -> dict | None:
     """Run the experiment into ``run_dir`` (resuming what is there, holding its run lock); returns
     the report dict.
@@ -234,7 +278,7 @@ def _train_rlpf(cfg: RLPFConfig, run_dir: str, progress: bool = True) -> dict | 
     from rlpf.finetune.feedback import PhysicalFeedback
     from rlpf.finetune.report import compare, measure, render_videos, save_samples, write_report
     from rlpf.core.run_dir import claim_run_dir, read_json
-    from rlpf.worldmodel.model import WorldModel
+    from rlpf.worldmodel.multiworld import load_world_model
 
     stored = finished_report(cfg, run_dir)
     if stored is not None:  # the same experiment, trained and evaluated already: nothing to do or write
@@ -265,7 +309,7 @@ def _train_rlpf(cfg: RLPFConfig, run_dir: str, progress: bool = True) -> dict | 
         from rlpf.finetune.grpo import finetune, log_history
 
         _say(f"RLPF: GRPO for {cfg.grpo.steps} steps, reward {cfg.weights} with tracker {cfg.tracker!r}")
-        with PhysicalFeedback(cfg.world, cfg.weights, cfg.tracker_spec(cfg.tracker), workers=cfg.workers,
+        with PhysicalFeedback(cfg.worlds or cfg.world, cfg.weights, cfg.tracker_spec(cfg.tracker), workers=cfg.workers,
                               backend=cfg.backend, address=cfg.backend_address) as fb:
             tuned, training = finetune(base_model, fb, cfg.grpo, run_dir, seed=cfg.seed, progress=progress)
         if not main:  # trained; the evaluation and the report are the main process's
@@ -278,37 +322,75 @@ def _train_rlpf(cfg: RLPFConfig, run_dir: str, progress: bool = True) -> dict | 
         tuned, training = sft_filter(base_model, trackers[cfg.tracker], cfg.sft, run_dir, seed=cfg.seed,
                                      workers=cfg.workers, progress=progress)
     else:
-        tuned = WorldModel.from_pretrained(base_model)
+        tuned = load_world_model(base_model)
     timings["finetune_s"] = time.perf_counter() - t0
     if training.get("resumed") == "finished":
         training = {**read_json(os.path.join(run_dir, "report.json")).get("training", {}), **training}
 
     t0 = time.perf_counter()
     _say(f"evaluating base and {cfg.method} ({cfg.eval_per_prompt} clips per prompt, trackers {cfg.trackers()})")
-    evaluator = MotionTextEvaluator.load(os.path.join(base_run, "evaluator"))
-    heldout = load_clips(os.path.join(base_run, "heldout.npz"))
-    base = WorldModel.from_pretrained(base_model)
-    workers = cfg.workers or None
-    before, base_clips = measure(base, evaluator, heldout, trackers, cfg.eval_per_prompt, cfg.eval_seed, workers=workers)
-    after, tuned_clips = measure(tuned, evaluator, heldout, trackers, cfg.eval_per_prompt, cfg.eval_seed, workers=workers)
-    samples = {"base": save_samples(run_dir, "base", base_clips), cfg.method: save_samples(run_dir, cfg.method, tuned_clips)}
-    videos, video_errors = [], []  # a video that cannot be made is an entry here, never a lost run
-    if cfg.videos:
-        reward_tracker = trackers[cfg.tracker]
-        videos = render_videos(run_dir, "base", base_clips, reward_tracker, cfg.videos, errors=video_errors)
-        if cfg.method != "base":
-            videos += render_videos(run_dir, cfg.method, tuned_clips, reward_tracker, cfg.videos, errors=video_errors)
+    base = load_world_model(base_model)
+    samples, videos, video_errors = {}, [], []  # a video that cannot be made is an entry here, never a lost run
+    per_world = {}
+    for world, label, evaluator_dir, heldout_file in _evaluation_parts(cfg, base_run):
+        evaluator = MotionTextEvaluator.load(evaluator_dir)
+        heldout = load_clips(heldout_file)
+        world_trackers = trackers[world] if cfg.worlds else trackers
+        models = {"base": base, cfg.method: tuned}
+        if cfg.worlds:
+            models = {k: m.view(world) for k, m in models.items()}
+        measured = {}
+        for name, model in models.items():
+            measured[name] = measure(model, evaluator, heldout, world_trackers, cfg.eval_per_prompt, cfg.eval_seed,
+                                     workers=cfg.workers or None)
+            samples[f"{name}{label}"] = save_samples(run_dir, f"{name}{label}", measured[name][1])
+            if cfg.videos and (name == "base" or cfg.method != "base") and not video_errors:
+                videos += render_videos(run_dir, f"{name}{label}", measured[name][1], world_trackers[cfg.tracker],
+                                        cfg.videos, errors=video_errors)
+        per_world[world] = {"before": measured["base"][0], "after": measured[cfg.method][0]}
+        per_world[world]["change"] = compare(per_world[world]["before"], per_world[world]["after"])
     timings["evaluate_s"] = time.perf_counter() - t0
+    if cfg.worlds:
+        before, after = (mean_over_worlds([r[k] for r in per_world.values()]) for k in ("before", "after"))
+    else:
+        before, after = per_world[cfg.world]["before"], per_world[cfg.world]["after"]
 
-    report = {"method": cfg.method, "world": cfg.world, "reward_tracker": cfg.tracker, "eval_trackers": cfg.trackers(),
+    report = {"method": cfg.method, "world": cfg.world if not cfg.worlds else "several", "reward_tracker": cfg.tracker,
+              "eval_trackers": cfg.trackers(),
               "weights": cfg.weights, "n_per_prompt": cfg.eval_per_prompt, "seed": cfg.eval_seed,
               "evaluation": evaluation_settings(cfg),
               "before": before, "after": after, "change": compare(before, after), "training": training,
               "timings": {k: round(v, 1) for k, v in timings.items()},
               "samples": {k: os.path.relpath(v, run_dir) for k, v in samples.items()}, "videos": videos,
               "video_errors": video_errors}
+    if cfg.worlds:
+        report["worlds"] = per_world
     write_report(run_dir, report)
     return report
+
+
+def _evaluation_parts(cfg: RLPFConfig, base_run: str) -> list[tuple[str, str, str, str]]:
+    """(world, sample / video label suffix, evaluator directory, held-out clips) per evaluated world:
+    the one world's RUN/evaluator and RUN/heldout.npz, or each world's RUN/evaluators/<stem> and
+    RUN/heldout/<stem>.npz of a multi-world pretraining run."""
+    if not cfg.worlds:
+        return [(cfg.world, "", os.path.join(base_run, "evaluator"), os.path.join(base_run, "heldout.npz"))]
+    from rlpf.envs.worlds import file_stem
+
+    return [(w, f"-{file_stem(w)}", os.path.join(base_run, "evaluators", file_stem(w)),
+             os.path.join(base_run, "heldout", f"{file_stem(w)}.npz")) for w in cfg.worlds]
+
+
+def mean_over_worlds(metrics: list[dict]) -> dict:
+    """Every number the worlds' metrics all have, averaged over the worlds (each world counts once,
+    whatever its prompt count); ``n_clips`` summed."""
+    import numpy as np
+
+    keys = [k for k, v in metrics[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+            and all(isinstance(m.get(k), (int, float)) for m in metrics)]
+    out = {k: round(float(np.mean([m[k] for m in metrics])), 4) for k in keys}
+    out["n_clips"] = int(sum(m.get("n_clips", 0) for m in metrics))
+    return out
 
 
 def evaluation_settings(cfg: RLPFConfig) -> dict:

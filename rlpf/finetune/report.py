@@ -78,6 +78,13 @@ def format_markdown(report: dict) -> str:
         b, a = before.get(k), after.get(k)
         d = (a - b) if isinstance(a, (int, float)) and isinstance(b, (int, float)) else None
         lines.append(f"| {k} | {_fmt(b)} | {_fmt(a)} | {_fmt(d)} |")
+    if report.get("worlds"):   # a multi-world model: the table above is the mean over its worlds
+        cols = ["tracking_success", "plausible_rate", "command_accuracy", "task_success", "fid"]
+        lines += ["", "The rows above are means over the worlds (each world once). Per world (base -> after):", "",
+                  "| world | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        for world, r in report["worlds"].items():
+            lines.append(f"| {world} | " + " | ".join(
+                f"{_fmt(r['before'].get(c))} -> {_fmt(r['after'].get(c))}" for c in cols) + " |")
     lines += ["", "Physics terms (mean over clips; lower is better):", "", "| term | base | " + method + " |", "|---|---|---|"]
     for term, v in before.get("physics", {}).items():
         lines.append(f"| {term} | {_fmt(v)} | {_fmt(after.get('physics', {}).get(term))} |")

@@ -272,6 +272,17 @@ class MultiWorldModel:
                                 source=f"generated:{w}:{seed}:{i}")
         return clips
 
+    def view(self, world: str) -> "WorldView":
+        """The model seen as one world's generator (``prompts``, ``generate``): what per-world
+        evaluation (``rlpf.finetune.report.measure``) reads."""
+        self._check_world(world)
+        return WorldView(self, world)
+
+    def training_prompts(self) -> list[str]:
+        """Every world's training prompts as marked prompt texts (``<world:W> words <motion>``), in the
+        worlds' order: what RLPF samples from (a prompt of two worlds is two prompts)."""
+        return [self.prompt_text(p, w) for w in self.worlds for p in self.prompts[w]]
+
     # ---- persistence ------------------------------------------------------------------------------
     def save_pretrained(self, path: str) -> None:
         """Write the whole model into ``path`` via a temporary directory, so nothing is half-written."""
@@ -323,6 +334,19 @@ class MultiWorldModel:
         if len(text_tok) != lm.config.vocab_size:
             raise CheckpointError(path, f"tokenizer has {len(text_tok)} tokens but the LM {lm.config.vocab_size}")
         return cls(lm, text_tok, toks, n_frames, fps, prompts, task_prompts)
+
+
+class WorldView:
+    """One world of a ``MultiWorldModel``: its prompts, and ``generate`` in that world."""
+
+    def __init__(self, model: MultiWorldModel, world: str):
+        self.model, self.world = model, world
+        self.prompts = list(model.prompts[world])
+        self.fps, self.n_frames = model.fps, model.n_frames
+
+    def generate(self, prompts, n: int = 1, temperature: float = 1.0, first_frames=None, seed: int | None = 0):
+        return self.model.generate(prompts, n=n, temperature=temperature, first_frames=first_frames, seed=seed,
+                                   world=self.world)
 
 
 def read_meta(path: str) -> dict:

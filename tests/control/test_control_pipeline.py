@@ -1,6 +1,5 @@
 """`rlpf control` end to end on a tiny budget: rows, the skipped RLPF backbone, resume, the CLI."""
 import json
-import os
 import sys
 
 import numpy as np
@@ -116,8 +115,7 @@ def test_metaworld_table_end_to_end_and_resume(tmp_path, capsys):
 
 
 def test_metaworld_head_rows_refuse_a_backbone_without_a_task(tmp_path, capsys):
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "worldmodel"))
-    from test_multiworld import tiny_multiworld
+    from multiworld_models import tiny_multiworld
 
     tiny_multiworld(tmp_path / "wm", worlds=("metaworld/push-v3", "metaworld/drawer-open-v3"))
     out = tmp_path / "r"
@@ -134,8 +132,7 @@ def test_metaworld_head_rows_refuse_a_backbone_without_a_task(tmp_path, capsys):
 
 
 def test_metaworld_head_row_on_a_multi_world_backbone(tmp_path, capsys):
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "worldmodel"))
-    from test_multiworld import tiny_multiworld
+    from multiworld_models import tiny_multiworld
 
     tiny_multiworld(tmp_path / "wm", worlds=("metaworld/push-v3", "metaworld/drawer-open-v3"))
     run = tmp_path / "run"

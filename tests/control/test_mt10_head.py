@@ -4,8 +4,6 @@ It trains on real multi-task expert demonstrations (its own parameters change, t
 do not), acts in two tasks of different worlds through the batched evaluation, reloads to the same
 actions, reads the motion codes at evaluation exactly as it was trained on them, and refuses
 backbones that cannot carry it (one world, a task without its world) with errors naming them."""
-import os
-import sys
 
 import numpy as np
 import pytest
@@ -17,8 +15,7 @@ from rlpf.control.mt10_head import (STAND_INS, MT10BackboneError, check_backbone
                                     train_mt_head)
 from rlpf.control.tasks import PolicyLoadError
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "worldmodel"))
-from test_multiworld import tiny_multiworld  # noqa: E402
+from multiworld_models import tiny_multiworld
 
 TASKS = ["push-v3", "drawer-open-v3", "reach-v3"]   # reach: no world of its own, read through push's
 WORLDS = ("metaworld/push-v3", "metaworld/drawer-open-v3")

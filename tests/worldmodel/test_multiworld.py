@@ -8,32 +8,14 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from rlpf.cli import main
 from rlpf.core.clips import load_clips
 from rlpf.core.errors import CheckpointError
-from rlpf.worldmodel.model import LMConfig, UnknownPromptError, WorldModel
+from rlpf.worldmodel.model import UnknownPromptError, WorldModel
 from rlpf.worldmodel.multiworld import MultiWorldModel, load_world_model, world_marker
-from rlpf.worldmodel.tokenizer import MotionTokenizer, TokenizerConfig
 
-PUSH, DRAWER, WIN_OPEN, WIN_CLOSE = ("metaworld/push-v3", "metaworld/drawer-open-v3", "metaworld/window-open-v3",
-                                     "metaworld/window-close-v3")
-SHARED = "move the arm without moving the window"   # window-open's and window-close's "not at all"
-
-
-def tiny_multiworld(path=None, worlds=(PUSH, DRAWER, WIN_OPEN, WIN_CLOSE), levels=(4, 4)):
-    """An untrained multi-world model over ``worlds`` with their real prompts (seconds to build)."""
-    from rlpf.envs.worlds import data_source
-
-    torch.manual_seed(0)
-    toks = {w: MotionTokenizer(w, TokenizerConfig(hidden=16, depth=1, levels=list(levels))) for w in worlds}
-    prompts = {w: list(data_source(w).prompts) for w in worlds}
-    wm = MultiWorldModel.create(toks, prompts, 16, 40.0, LMConfig(32, 1, 2, 64),
-                                task_prompts={w: data_source(w).task_prompts[0] for w in worlds})
-    if path is not None:
-        wm.save_pretrained(str(path))
-    return wm
+from multiworld_models import DRAWER, PUSH, SHARED, TINY_PRETRAIN as TINY, WIN_CLOSE, tiny_multiworld
 
 
 def test_vocabulary_gives_each_world_its_marker_and_code_range():
@@ -85,19 +67,9 @@ def test_prompts_of_no_world_or_several_and_one_world_loaders_are_refused(tmp_pa
         MultiWorldModel.from_pretrained(str(tmp_path / "wm"), worlds=["metaworld/reach-v3"])
 
 
-TINY = ["worlds=[metaworld/push-v3, metaworld/drawer-open-v3]", "data_n=12", "frames=64", "val_fraction=0.25",
-        "artifact_kinds=[]", "tokenizer_steps=8", "tokenizer_window=32", "tokenizer_batch=8", "tokenizer.hidden=16",
-        "tokenizer.depth=1", "tokenizer.levels=[4,4]", "lm_steps=30", "lm_batch=16", "lm_lr=0.01", "lm.hidden=32",
-        "lm.layers=1", "lm.heads=2", "lm.intermediate=64", "evaluator.steps=4", "evaluator.hidden=16",
-        "evaluator.batch=8", "log_every=4", "ckpt_every=8", "threads=1"]
-
-
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("multiworld")
-    data = f"data_dirs={{{PUSH}: {root / 'push'}, {DRAWER}: {root / 'drawer'}}}"
-    assert main(["pretrain", "--out", str(root / "run"), "--quiet", *TINY, data]) == 0
-    return root, data
+def run(multiworld_pretrain):
+    return multiworld_pretrain
 
 
 def test_pretrain_writes_one_tokenizer_and_evaluator_per_world_and_one_lm(run, capsys):
