@@ -32,7 +32,7 @@ class TrainPoseConfig:
 
     world: str = "ant"
     """World whose clips are rendered (it needs a data generator and a floating root)."""
-    clips: int = 160
+    clips: int = 320
     """Simulated clips rendered for training (make_dataset), a tenth of them held out for metrics."""
     frames: int = 64
     """Frames per clip (a multiple of 4)."""
@@ -51,7 +51,7 @@ class TrainPoseConfig:
     """Per-frame embedding width."""
     temporal_layers: int = 3
     """Residual dilated 1-D convolutions over time (kernel 5, dilation 1, 2, 4, ...)."""
-    steps: int = 600
+    steps: int = 2000
     """Optimizer steps (the one field a resumed run may change: train it further or finish it sooner;
     the cosine schedule then follows the new total)."""
     batch: int = 8
