@@ -22,6 +22,7 @@ from rlpf.cli import (  # noqa: E402
     generate,
     import_motion,
     lift,
+    pixel,
     pretrain,
     render,
     score,
@@ -34,7 +35,7 @@ from rlpf.cli import (  # noqa: E402
 )
 
 COMMANDS = (score, simulate, data, pretrain, train, generate, evaluate, track, train_tracker, eval_control, control, worlds,
-            import_motion, export_motion, render, train_pose, lift)
+            import_motion, export_motion, render, train_pose, lift, pixel)
 """In the order ``rlpf --help`` lists them."""
 
 

@@ -45,6 +45,7 @@ class PoseLifter:
     def load(cls, run_dir: str) -> PoseLifter:
         """The run's network (safetensors) and facts (pose.json); PoseRunError if it is not a finished pose run."""
         import torch
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         from rlpf.lifting.model import PoseNet
@@ -61,7 +62,7 @@ class PoseLifter:
             net = PoseNet(int(meta["input_size"]), int(meta["n_targets"]), tuple(meta["channels"]), int(meta["embed"]),
                           int(meta["temporal_layers"]))
             net.load_state_dict(load_file(weights))
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as e:
             raise PoseRunError(f"--pose {run_dir}: unreadable pose run ({type(e).__name__}: {e})") from None
         net.eval()
         torch.set_num_threads(min(2, os.cpu_count() or 1))

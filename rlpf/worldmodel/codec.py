@@ -234,6 +234,8 @@ def as_codec(codec) -> MotionCodec:
     ``MultiWorldModel`` in ``MultiWorldModelCodec``."""
     if isinstance(codec, MotionCodec):
         return codec
+    if callable(getattr(codec, "motion_codec", None)):   # a model that names its own codec (the pixel world model)
+        return codec.motion_codec()
     if hasattr(codec, "motion_tokenizers") and hasattr(codec, "code_offsets"):  # a MultiWorldModel
         return MultiWorldModelCodec(codec)
     if hasattr(codec, "motion_tokenizer") and hasattr(codec, "codes_from_ids"):  # a WorldModel

@@ -92,11 +92,7 @@ class WorldModel:
         self.lm, self.text_tokenizer, self.motion_tokenizer = lm, text_tokenizer, motion_tokenizer
         self.n_frames, self.fps, self.prompts = int(n_frames), float(fps), list(prompts)
         self.world = motion_tokenizer.features.world
-        vocab = text_tokenizer.get_vocab()
-        self.code_offset = vocab["m0"]
-        self.n_codes = motion_tokenizer.codebook_size
-        self.separator_id = vocab[SEPARATOR]
-        self.words = sorted(w for w in vocab if w not in SPECIALS and w != SEPARATOR and not _is_code(w))
+        self._set_vocabulary(motion_tokenizer.codebook_size)
         if n_frames % motion_tokenizer.downsample:
             raise ValueError(f"n_frames {n_frames} is not a multiple of the tokenizer's downsample "
                              f"{motion_tokenizer.downsample}")
@@ -104,26 +100,17 @@ class WorldModel:
     @classmethod
     def create(cls, motion_tokenizer: MotionTokenizer, prompts: list[str], n_frames: int, fps: float,
                cfg: LMConfig | None = None, seed: int = 0) -> "WorldModel":
-        from transformers import LlamaConfig, LlamaForCausalLM
-
-        cfg = cfg or LMConfig()
-        words = sorted({w for p in prompts for w in prompt_words(p)})
-        text_tok = build_text_tokenizer(words, motion_tokenizer.codebook_size)
-        n_tokens = n_frames // motion_tokenizer.downsample
-        max_prompt = max(len(prompt_words(p)) for p in prompts) if prompts else 8
-        config = LlamaConfig(
-            vocab_size=len(text_tok), hidden_size=cfg.hidden, intermediate_size=cfg.intermediate,
-            num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads, num_key_value_heads=cfg.heads,
-            max_position_embeddings=max(64, 2 * (max_prompt + n_tokens + 4)), tie_word_embeddings=True,
-            bos_token_id=text_tok.bos_token_id, eos_token_id=text_tok.eos_token_id,
-            pad_token_id=text_tok.pad_token_id,
-        )
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            lm = LlamaForCausalLM(config)
+        lm, text_tok = build_lm(prompts, motion_tokenizer.codebook_size, n_frames // motion_tokenizer.downsample, cfg, seed)
         return cls(lm, text_tok, motion_tokenizer, n_frames, fps, prompts)
 
     # ---- vocabulary -------------------------------------------------------------------------------
+    def _set_vocabulary(self, n_codes: int) -> None:
+        vocab = self.text_tokenizer.get_vocab()
+        self.code_offset = vocab["m0"]
+        self.n_codes = int(n_codes)
+        self.separator_id = vocab[SEPARATOR]
+        self.words = sorted(w for w in vocab if w not in SPECIALS and w != SEPARATOR and not _is_code(w))
+
     @property
     def n_tokens(self) -> int:
         """Motion codes per clip."""
@@ -263,6 +250,9 @@ class WorldModel:
         if meta.get("kind") == "multiworld":
             raise CheckpointError(path, f"a multi-world model (worlds {meta.get('worlds')}): load it with "
                                   "rlpf.worldmodel.multiworld.load_world_model (or MultiWorldModel.from_pretrained)")
+        if meta.get("kind") == "video":
+            raise CheckpointError(path, "a pixel world model (frame codes): load it with "
+                                  "rlpf.worldmodel.multiworld.load_world_model (or rlpf.videowm.model.VideoWorldModel)")
         if world is not None and meta.get("world") != world:
             raise CheckpointError(path, f"this world model was trained for world {meta.get('world')!r}, "
                                   f"not {world!r}")
@@ -276,6 +266,28 @@ class WorldModel:
         if len(text_tok) != lm.config.vocab_size:
             raise CheckpointError(path, f"tokenizer has {len(text_tok)} tokens but the LM {lm.config.vocab_size}")
         return cls(lm, text_tok, motion_tok, n_frames, fps, prompts)
+
+
+def build_lm(prompts: list[str], n_codes: int, n_tokens: int, cfg: LMConfig | None = None, seed: int = 0):
+    """(a new ``LlamaForCausalLM``, its word-level tokenizer) for ``n_tokens`` codes of ``n_codes``
+    after a prompt of ``prompts``' words: the LM of every world model built here."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = cfg or LMConfig()
+    words = sorted({w for p in prompts for w in prompt_words(p)})
+    text_tok = build_text_tokenizer(words, n_codes)
+    max_prompt = max(len(prompt_words(p)) for p in prompts) if prompts else 8
+    config = LlamaConfig(
+        vocab_size=len(text_tok), hidden_size=cfg.hidden, intermediate_size=cfg.intermediate,
+        num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads, num_key_value_heads=cfg.heads,
+        max_position_embeddings=max(64, 2 * (max_prompt + n_tokens + 4)), tie_word_embeddings=True,
+        bos_token_id=text_tok.bos_token_id, eos_token_id=text_tok.eos_token_id,
+        pad_token_id=text_tok.pad_token_id,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        lm = LlamaForCausalLM(config)
+    return lm, text_tok
 
 
 def _is_code(word: str) -> bool:

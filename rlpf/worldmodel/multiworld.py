@@ -364,6 +364,11 @@ def read_meta(path: str) -> dict:
 
 def load_world_model(path: str) -> WorldModel | MultiWorldModel:
     """A saved world model of either kind (one world: ``WorldModel``; several: ``MultiWorldModel``)."""
-    if read_meta(path).get("kind") == KIND:
+    kind = read_meta(path).get("kind")
+    if kind == KIND:
         return MultiWorldModel.from_pretrained(path)
+    if kind == "video":   # the pixel world model (rlpf.videowm): frame codes, decoded to videos and lifted
+        from rlpf.videowm.model import VideoWorldModel
+
+        return VideoWorldModel.from_pretrained(path)
     return WorldModel.from_pretrained(path)
