@@ -7,7 +7,8 @@ Per model, ``eval_per_prompt`` videos per prompt are generated with one seed and
 - ``command_accuracy``: the lifted motion does what the prompt says (rlpf.data.motion_data's labeller);
 - ``video_fid``: Fréchet distance between generated videos and held-out rendered videos in the pose
   lifter's embedding (per video: the mean and spread over time of the lifter's per-frame features:
-  a network trained on renders of the world only, not on the world model, as FID uses Inception);
+  a network trained on renders of the world only, not on the world model, as FID uses Inception),
+  taken in the held-out renders' top ``FID_DIMS`` principal axes;
   ``reference_video_fid`` is two halves of the held-out renders against each other (the noise floor);
 - ``diversity``: mean distance between random pairs of generated videos in that embedding.
 """
@@ -38,6 +39,20 @@ def video_embeddings(lifter, videos) -> np.ndarray:
     return np.stack(out)
 
 
+FID_DIMS = 32
+"""Principal components of the held-out renders' embeddings the FID and diversity are taken in: a few
+hundred videos cannot fit a 384-dimensional covariance (the Fréchet distance of rank-deficient
+covariances mostly measures the sample size), 32 dimensions can."""
+
+
+def project(real: np.ndarray, gen: np.ndarray, dims: int = FID_DIMS) -> tuple[np.ndarray, np.ndarray]:
+    """Both sets in the top ``dims`` principal axes of ``real`` (centred on its mean)."""
+    mu = real.mean(0)
+    _, _, vt = np.linalg.svd(real - mu, full_matrices=False)
+    basis = vt[:min(dims, len(vt))].T
+    return (real - mu) @ basis, (gen - mu) @ basis
+
+
 def measure_videos(wm, prompts: list[str], n_per_prompt: int, seed: int, trackers: dict, heldout_videos,
                    workers: int | None = None) -> tuple[dict, np.ndarray, list]:
     """(metrics, videos, lifted clips) of ``n_per_prompt`` generated videos per prompt."""
@@ -54,8 +69,7 @@ def measure_videos(wm, prompts: list[str], n_per_prompt: int, seed: int, tracker
     plausible = [bool(s.get("plausible", False)) for s in scored]
     matches = command_matches(clips)
     tracked = {name: track_clips(clips, tr, workers=workers) for name, tr in trackers.items()}
-    gen_emb = video_embeddings(wm.lifter, videos)
-    real_emb = video_embeddings(wm.lifter, heldout_videos)
+    real_emb, gen_emb = project(video_embeddings(wm.lifter, heldout_videos), video_embeddings(wm.lifter, videos))
     half = len(real_emb) // 2
     first = next(iter(trackers))
     metrics = {
