@@ -42,12 +42,16 @@ class FrameTokenizerConfig:
     """Per-frame embedding width."""
     downsample: int = 4
     """Frames per latent step."""
-    groups: int = 4
+    groups: int = 8
     """Codes per latent step (tokens per ``downsample`` frames)."""
     levels: tuple[int, ...] = (8, 5, 5, 5)
     """FSQ levels of each code's latent channels; the codebook size is their product."""
     body_weight: float = 8.0
     """Loss weight of a body pixel relative to a floor pixel."""
+    motion_weight: float = 1.0
+    """Weight of the frame-to-frame difference loss (the video's motion, not only its frames: without
+    it the decoder repeats a step's mean frame and jumps at step boundaries, which lifts to root
+    motion no contact force explains)."""
 
     def __post_init__(self):
         from rlpf.core.config import check
@@ -59,6 +63,7 @@ class FrameTokenizerConfig:
             check(self, getattr(self, name) >= 1, name, getattr(self, name), ">= 1")
         check(self, len(self.levels) >= 1 and min(self.levels) >= 2, "levels", self.levels, "integers >= 2")
         check(self, self.body_weight >= 1, "body_weight", self.body_weight, ">= 1")
+        check(self, self.motion_weight >= 0, "motion_weight", self.motion_weight, ">= 0")
 
 
 def _act() -> nn.Module:
@@ -79,12 +84,14 @@ class FrameTokenizer(nn.Module):
             layers += [nn.Conv2d(c_in, ch, 4, stride=2, padding=1), nn.GroupNorm(8 if ch % 8 == 0 else 1, ch), _act()]
             c_in = ch
         self.frame_enc = nn.Sequential(*layers, nn.Flatten(), nn.Linear(c[-1] * self.grid ** 2, E), _act())
-        self.time_enc = nn.Sequential(nn.Conv1d(E, E, D, stride=D), _act(), nn.Conv1d(E, E, 1), _act(),
+        self.time_enc = nn.Sequential(nn.Conv1d(E, E, 3, padding=1), _act(), nn.Conv1d(E, E, D, stride=D), _act(),
                                       nn.Conv1d(E, self.cfg.groups * C, 1))
         self.fsq = FSQ(self.cfg.levels)
-        self.time_dec = nn.Sequential(nn.Conv1d(self.cfg.groups * C, E, 1), _act(),
-                                      nn.ConvTranspose1d(E, E, D, stride=D), _act(),
-                                      nn.Conv1d(E, E, 3, padding=1), _act())
+        # upsampled by repetition, then smoothed by convolutions across step boundaries: a transposed
+        # convolution (kernel = stride) would decode each frame of a step from its own kernel tap alone
+        self.time_dec = nn.Sequential(nn.Conv1d(self.cfg.groups * C, E, 1), _act(), nn.Upsample(scale_factor=D),
+                                      nn.Conv1d(E, E, 2 * D + 1, padding=D), _act(),
+                                      nn.Conv1d(E, E, 5, padding=2), _act())
         self.frame_fc = nn.Sequential(nn.Linear(E, c[-1] * self.grid ** 2), _act())
         up, c_in = [], c[-1]
         for ch in list(reversed(c[:-1])) + [c[0]]:
@@ -131,6 +138,10 @@ class FrameTokenizer(nn.Module):
         w = 1.0 + (self.cfg.body_weight - 1.0) * body
         err = (rec - x).abs()
         loss = (w * err).mean() / w.mean()
+        if self.cfg.motion_weight > 0 and x.shape[1] > 1:
+            d_err = ((rec[:, 1:] - rec[:, :-1]) - (x[:, 1:] - x[:, :-1])).abs()
+            wd = torch.maximum(w[:, 1:], w[:, :-1])
+            loss = loss + self.cfg.motion_weight * (wd * d_err).mean() / wd.mean()
         body_err = (err * body).sum() / body.sum().clamp(min=1) / 3
         return loss, {"l1": err.mean().item(), "body_l1": body_err.item(),
                       "usage": torch.unique(idx).numel() / self.codebook_size}

@@ -27,16 +27,18 @@ def test_codes_and_frames_have_the_documented_shapes():
 def test_training_lowers_the_reconstruction_error():
     torch.manual_seed(0)
     tok = FrameTokenizer("ant", FrameTokenizerConfig(**CFG))
-    x = torch.from_numpy(_videos(4, 4)).permute(0, 1, 4, 2, 3).float() / 255
-    x[:, :, :, 4:12, 4:12] = torch.tensor([0.9, 0.2, 0.1])[:, None, None]   # a coloured "body" on noise
+    x = torch.full((4, 4, 3, 16, 16), 0.5)
+    for b in range(4):   # a coloured "body" moving over a grey floor
+        for t in range(4):
+            x[b, t, :, 4 + b:10 + b, 2 + 2 * t:8 + 2 * t] = torch.tensor([0.9, 0.2, 0.1])[:, None, None]
     opt = torch.optim.Adam(tok.parameters(), 3e-3)
     first = tok.loss(x)[0].item()
-    for _ in range(60):
+    for _ in range(80):
         loss, _ = tok.loss(x)
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert tok.loss(x)[0].item() < 0.7 * first
+    assert tok.loss(x)[0].item() < 0.6 * first
 
 
 def test_the_body_mask_finds_colour_not_grey():
