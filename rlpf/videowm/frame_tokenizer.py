@@ -48,10 +48,6 @@ class FrameTokenizerConfig:
     """FSQ levels of each code's latent channels; the codebook size is their product."""
     body_weight: float = 8.0
     """Loss weight of a body pixel relative to a floor pixel."""
-    motion_weight: float = 1.0
-    """Weight of the frame-to-frame difference loss (the video's motion, not only its frames: without
-    it the decoder repeats a step's mean frame and jumps at step boundaries, which lifts to root
-    motion no contact force explains)."""
 
     def __post_init__(self):
         from rlpf.core.config import check
@@ -63,7 +59,6 @@ class FrameTokenizerConfig:
             check(self, getattr(self, name) >= 1, name, getattr(self, name), ">= 1")
         check(self, len(self.levels) >= 1 and min(self.levels) >= 2, "levels", self.levels, "integers >= 2")
         check(self, self.body_weight >= 1, "body_weight", self.body_weight, ">= 1")
-        check(self, self.motion_weight >= 0, "motion_weight", self.motion_weight, ">= 0")
 
 
 def _act() -> nn.Module:
@@ -138,10 +133,6 @@ class FrameTokenizer(nn.Module):
         w = 1.0 + (self.cfg.body_weight - 1.0) * body
         err = (rec - x).abs()
         loss = (w * err).mean() / w.mean()
-        if self.cfg.motion_weight > 0 and x.shape[1] > 1:
-            d_err = ((rec[:, 1:] - rec[:, :-1]) - (x[:, 1:] - x[:, :-1])).abs()
-            wd = torch.maximum(w[:, 1:], w[:, :-1])
-            loss = loss + self.cfg.motion_weight * (wd * d_err).mean() / wd.mean()
         body_err = (err * body).sum() / body.sum().clamp(min=1) / 3
         return loss, {"l1": err.mean().item(), "body_l1": body_err.item(),
                       "usage": torch.unique(idx).numel() / self.codebook_size}

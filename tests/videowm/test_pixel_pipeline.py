@@ -10,6 +10,8 @@ import pytest
 
 from rlpf.cli import main
 
+pytestmark = pytest.mark.slow   # a tiny pose run and a tiny `rlpf pixel` run, end to end through the CLI
+
 POSE = ["clips=4", "frames=16", "steps=3", "window=8", "channels=[8,8]", "embed=16", "batch=2", "input_size=32",
         "checkpoint_every=2"]
 TINY = ["data_n=20", "frames=16", "tokenizer.size=32", "tokenizer.channels=[8,8,8,8]", "tokenizer.embed=16",
