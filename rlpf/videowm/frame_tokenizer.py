@@ -42,7 +42,7 @@ class FrameTokenizerConfig:
     """Per-frame embedding width."""
     downsample: int = 4
     """Frames per latent step."""
-    groups: int = 8
+    groups: int = 4
     """Codes per latent step (tokens per ``downsample`` frames)."""
     levels: tuple[int, ...] = (8, 5, 5, 5)
     """FSQ levels of each code's latent channels; the codebook size is their product."""
@@ -79,14 +79,12 @@ class FrameTokenizer(nn.Module):
             layers += [nn.Conv2d(c_in, ch, 4, stride=2, padding=1), nn.GroupNorm(8 if ch % 8 == 0 else 1, ch), _act()]
             c_in = ch
         self.frame_enc = nn.Sequential(*layers, nn.Flatten(), nn.Linear(c[-1] * self.grid ** 2, E), _act())
-        self.time_enc = nn.Sequential(nn.Conv1d(E, E, 3, padding=1), _act(), nn.Conv1d(E, E, D, stride=D), _act(),
+        self.time_enc = nn.Sequential(nn.Conv1d(E, E, D, stride=D), _act(), nn.Conv1d(E, E, 1), _act(),
                                       nn.Conv1d(E, self.cfg.groups * C, 1))
         self.fsq = FSQ(self.cfg.levels)
-        # upsampled by repetition, then smoothed by convolutions across step boundaries: a transposed
-        # convolution (kernel = stride) would decode each frame of a step from its own kernel tap alone
-        self.time_dec = nn.Sequential(nn.Conv1d(self.cfg.groups * C, E, 1), _act(), nn.Upsample(scale_factor=D),
-                                      nn.Conv1d(E, E, 2 * D + 1, padding=D), _act(),
-                                      nn.Conv1d(E, E, 5, padding=2), _act())
+        self.time_dec = nn.Sequential(nn.Conv1d(self.cfg.groups * C, E, 1), _act(),
+                                      nn.ConvTranspose1d(E, E, D, stride=D), _act(),
+                                      nn.Conv1d(E, E, 3, padding=1), _act())
         self.frame_fc = nn.Sequential(nn.Linear(E, c[-1] * self.grid ** 2), _act())
         up, c_in = [], c[-1]
         for ch in list(reversed(c[:-1])) + [c[0]]:

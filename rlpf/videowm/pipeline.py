@@ -53,7 +53,7 @@ class PixelConfig:
     """Artifact kinds (rlpf.data.motion_data.add_artifacts)."""
     tokenizer: FrameTokenizerConfig = field(default_factory=FrameTokenizerConfig)
     """Frame tokenizer shape."""
-    tokenizer_steps: int = 2000
+    tokenizer_steps: int = 1500
     """Frame tokenizer optimizer steps."""
     tokenizer_batch: int = 4
     """Video windows per tokenizer step."""
