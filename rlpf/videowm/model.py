@@ -21,7 +21,7 @@ import numpy as np
 from rlpf.core.clips import Clip
 from rlpf.core.errors import CheckpointError
 from rlpf.worldmodel.codec import WorldModelCodec
-from rlpf.worldmodel.model import META_FILE, LMConfig, WorldModel, build_lm, resolve_checkpoint
+from rlpf.worldmodel.model import META_FILE, LMConfig, WorldModel, build_lm, load_lm, read_model_meta, resolve_checkpoint
 from rlpf.videowm.frame_tokenizer import FrameTokenizer
 
 KIND = "video"
@@ -120,19 +120,11 @@ class VideoWorldModel(WorldModel):
 
     @classmethod
     def from_pretrained(cls, path: str, world: str | None = None) -> VideoWorldModel:
-        from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
-
         from rlpf.lifting.inference import PoseLifter
         from rlpf.lifting.training import PoseRunError
 
         path = resolve_checkpoint(path)
-        meta_path = os.path.join(path, META_FILE)
-        try:
-            with open(meta_path) as f:
-                meta = json.load(f)
-            n_frames, fps, prompts = int(meta["n_frames"]), float(meta["fps"]), list(meta["prompts"])
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise CheckpointError(meta_path, f"not a readable world model description ({e})") from None
+        meta, n_frames, fps, prompts = read_model_meta(path)
         if meta.get("kind") != KIND:
             raise CheckpointError(path, f"not a pixel world model (kind {meta.get('kind')!r}); load it with "
                                   "rlpf.worldmodel.multiworld.load_world_model")
@@ -143,13 +135,7 @@ class VideoWorldModel(WorldModel):
             lifter = PoseLifter.load(os.path.join(path, "pose"))
         except PoseRunError as e:
             raise CheckpointError(path, f"its pose lifter: {e}") from None
-        try:
-            text_tok = PreTrainedTokenizerFast.from_pretrained(path)
-            lm = LlamaForCausalLM.from_pretrained(path)
-        except Exception as e:  # transformers raises many types for damaged files
-            raise CheckpointError(path, f"cannot load the language model or its tokenizer ({type(e).__name__}: {e})") from None
-        if len(text_tok) != lm.config.vocab_size:
-            raise CheckpointError(path, f"tokenizer has {len(text_tok)} tokens but the LM {lm.config.vocab_size}")
+        lm, text_tok = load_lm(path)
         return cls(lm, text_tok, frame_tok, lifter, n_frames, fps, prompts)
 
 
@@ -161,13 +147,8 @@ class VideoWorldModelCodec(WorldModelCodec):
         return out if isinstance(out, Clip) else None
 
     def decode_batch(self, completion_ids, prompts):
-        wm, n = self.wm, len(completion_ids)
-        codes, ok, out = np.zeros((n, wm.n_tokens), dtype=np.int64), np.zeros(n, bool), [None] * n
-        for i, ids in enumerate(completion_ids):
-            try:
-                codes[i], ok[i] = self._codes(ids), True
-            except ValueError as e:
-                out[i] = f"completion is not a clip: {e}"
+        wm = self.wm
+        codes, ok, out = self._collect_codes(completion_ids)
         rows = np.flatnonzero(ok)
         if len(rows):   # one batched decode; each video lifted on its own
             videos = wm.decode_videos(codes[rows])

@@ -148,16 +148,24 @@ class WorldModelCodec(MotionCodec):
         qpos = self.wm.motion_tokenizer.decode_codes(codes[None], self.wm.fps)[0]
         return Clip(qpos=qpos, fps=self.wm.fps, world=self.wm.world, prompt=prompt)
 
-    def decode_batch(self, completion_ids, prompts):
+    def _collect_codes(self, completion_ids):
+        """(codes [n, n_tokens], ok [n] bool, out [n]: the reason where a completion is not a clip)."""
         import numpy as np
 
-        wm, n = self.wm, len(completion_ids)
-        codes, ok, out = np.zeros((n, wm.n_tokens), dtype=np.int64), np.zeros(n, bool), [None] * n
+        n = len(completion_ids)
+        codes, ok, out = np.zeros((n, self.wm.n_tokens), dtype=np.int64), np.zeros(n, bool), [None] * n
         for i, ids in enumerate(completion_ids):
             try:
                 codes[i], ok[i] = self._codes(ids), True
             except ValueError as e:
                 out[i] = f"completion is not a clip: {e}"
+        return codes, ok, out
+
+    def decode_batch(self, completion_ids, prompts):
+        import numpy as np
+
+        wm = self.wm
+        codes, ok, out = self._collect_codes(completion_ids)
         if ok.any():  # one batched decode, as the tokenizer was trained
             qpos = wm.motion_tokenizer.decode_codes(codes[ok], wm.fps)
             for j, i in enumerate(np.flatnonzero(ok)):

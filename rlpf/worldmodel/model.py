@@ -237,16 +237,8 @@ class WorldModel:
     @classmethod
     def from_pretrained(cls, path: str, world: str | None = None) -> "WorldModel":
         """Load a saved model; ``world`` (if given) must match the one it was trained for."""
-        from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
-
         path = resolve_checkpoint(path)
-        meta_path = os.path.join(path, META_FILE)
-        try:
-            with open(meta_path) as f:
-                meta = json.load(f)
-            n_frames, fps, prompts = int(meta["n_frames"]), float(meta["fps"]), list(meta["prompts"])
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise CheckpointError(meta_path, f"not a readable world model description ({e})") from None
+        meta, n_frames, fps, prompts = read_model_meta(path)
         if meta.get("kind") == "multiworld":
             raise CheckpointError(path, f"a multi-world model (worlds {meta.get('worlds')}): load it with "
                                   "rlpf.worldmodel.multiworld.load_world_model (or MultiWorldModel.from_pretrained)")
@@ -257,14 +249,7 @@ class WorldModel:
             raise CheckpointError(path, f"this world model was trained for world {meta.get('world')!r}, "
                                   f"not {world!r}")
         motion_tok = MotionTokenizer.from_pretrained(path)
-        try:
-            text_tok = PreTrainedTokenizerFast.from_pretrained(path)
-            lm = LlamaForCausalLM.from_pretrained(path)
-        except Exception as e:  # transformers raises many types for damaged files
-            raise CheckpointError(path, f"cannot load the language model or its tokenizer "
-                                  f"({type(e).__name__}: {e})") from None
-        if len(text_tok) != lm.config.vocab_size:
-            raise CheckpointError(path, f"tokenizer has {len(text_tok)} tokens but the LM {lm.config.vocab_size}")
+        lm, text_tok = load_lm(path)
         return cls(lm, text_tok, motion_tok, n_frames, fps, prompts)
 
 
@@ -287,6 +272,32 @@ def build_lm(prompts: list[str], n_codes: int, n_tokens: int, cfg: LMConfig | No
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         lm = LlamaForCausalLM(config)
+    return lm, text_tok
+
+
+def read_model_meta(path: str) -> tuple[dict, int, float, list[str]]:
+    """(meta, n_frames, fps, prompts) of a world model directory's world_model.json."""
+    meta_path = os.path.join(path, META_FILE)
+    try:
+        with open(meta_path) as f:
+            meta = json.load(f)
+        return meta, int(meta["n_frames"]), float(meta["fps"]), list(meta["prompts"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(meta_path, f"not a readable world model description ({e})") from None
+
+
+def load_lm(path: str):
+    """(the LM, its text tokenizer) saved in a world model directory, checked against each other."""
+    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+
+    try:
+        text_tok = PreTrainedTokenizerFast.from_pretrained(path)
+        lm = LlamaForCausalLM.from_pretrained(path)
+    except Exception as e:  # transformers raises many types for damaged files
+        raise CheckpointError(path, f"cannot load the language model or its tokenizer "
+                              f"({type(e).__name__}: {e})") from None
+    if len(text_tok) != lm.config.vocab_size:
+        raise CheckpointError(path, f"tokenizer has {len(text_tok)} tokens but the LM {lm.config.vocab_size}")
     return lm, text_tok
 
 
