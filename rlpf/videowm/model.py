@@ -84,12 +84,7 @@ class VideoWorldModel(WorldModel):
     def generate_videos(self, prompts: list[str] | str, n: int = 1, temperature: float = 1.0,
                         seed: int | None = 0, confidence: list | None = None) -> tuple[np.ndarray, list[Clip]]:
         """(videos uint8 [len(prompts) * n, T, S, S, 3], their lifted clips), ``n`` per prompt."""
-        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-        for p in prompts:
-            self.check_prompt(p)
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
-        flat = [p for p in prompts for _ in range(n)]
+        flat = self.repeated_prompts(prompts, n)
         videos = self.decode_videos(self.sample_codes(flat, temperature, None, seed))
         clips = self.lift(videos, flat, [f"generated:{self.world}:{seed}:{i}" for i in range(len(flat))], confidence)
         return videos, clips

@@ -195,12 +195,7 @@ class WorldModel:
                  first_frames: np.ndarray | None = None, seed: int | None = 0) -> list[Clip]:
         """``n`` clips per prompt. ``first_frames`` [k, nq] (k >= downsample) continues a given start:
         its first ``k // downsample`` codes are kept and the clip is anchored at its first frame."""
-        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-        for p in prompts:
-            self.check_prompt(p)
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
-        flat = [p for p in prompts for _ in range(n)]
+        flat = self.repeated_prompts(prompts, n)
         prefix, start = None, None
         if first_frames is not None:
             ff = np.asarray(first_frames, dtype=np.float64)
@@ -217,6 +212,15 @@ class WorldModel:
         qpos = self.motion_tokenizer.decode_codes(codes, self.fps, start=start)
         return [Clip(qpos=q, fps=self.fps, world=self.world, prompt=p, source=f"generated:{self.world}:{seed}:{i}")
                 for i, (q, p) in enumerate(zip(qpos, flat))]
+
+    def repeated_prompts(self, prompts: list[str] | str, n: int) -> list[str]:
+        """Each (checked) prompt ``n`` times in a row: the samples ``generate`` makes."""
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        for p in prompts:
+            self.check_prompt(p)
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        return [p for p in prompts for _ in range(n)]
 
     # ---- persistence ------------------------------------------------------------------------------
     def save_pretrained(self, path: str) -> None:
@@ -253,15 +257,17 @@ class WorldModel:
         return cls(lm, text_tok, motion_tok, n_frames, fps, prompts)
 
 
-def build_lm(prompts: list[str], n_codes: int, n_tokens: int, cfg: LMConfig | None = None, seed: int = 0):
+def build_lm(prompts: list[str], n_codes: int, n_tokens: int, cfg: LMConfig | None = None, seed: int = 0,
+             markers: tuple[str, ...] = ()):
     """(a new ``LlamaForCausalLM``, its word-level tokenizer) for ``n_tokens`` codes of ``n_codes``
-    after a prompt of ``prompts``' words: the LM of every world model built here."""
+    after a prompt of ``prompts``' words (and one of ``markers``, a multi-world model's world token):
+    the LM of every world model built here."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     cfg = cfg or LMConfig()
     words = sorted({w for p in prompts for w in prompt_words(p)})
-    text_tok = build_text_tokenizer(words, n_codes)
-    max_prompt = max(len(prompt_words(p)) for p in prompts) if prompts else 8
+    text_tok = build_text_tokenizer(words, n_codes, markers=markers)
+    max_prompt = (max(len(prompt_words(p)) for p in prompts) if prompts else 8) + (1 if markers else 0)
     config = LlamaConfig(
         vocab_size=len(text_tok), hidden_size=cfg.hidden, intermediate_size=cfg.intermediate,
         num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads, num_key_value_heads=cfg.heads,

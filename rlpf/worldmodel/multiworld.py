@@ -33,7 +33,7 @@ import torch
 from rlpf.core.clips import Clip
 from rlpf.core.errors import CheckpointError
 from rlpf.worldmodel.model import (META_FILE, SEPARATOR, SPECIALS, LMConfig, UnknownPromptError, WorldModel,
-                                   build_text_tokenizer, prompt_words, resolve_checkpoint)
+                                   build_lm, prompt_words, resolve_checkpoint)
 from rlpf.worldmodel.tokenizer import MotionTokenizer
 
 KIND = "multiworld"
@@ -90,27 +90,13 @@ class MultiWorldModel:
     def create(cls, motion_tokenizers: dict[str, MotionTokenizer], prompts: dict[str, list[str]], n_frames: int,
                fps: float, cfg: LMConfig | None = None, seed: int = 0,
                task_prompts: dict[str, str | None] | None = None) -> "MultiWorldModel":
-        from transformers import LlamaConfig, LlamaForCausalLM
-
-        cfg = cfg or LMConfig()
         worlds = list(motion_tokenizers)
         if not worlds:
             raise ValueError("a multi-world model needs at least one world")
-        words = sorted({w for ps in prompts.values() for p in ps for w in prompt_words(p)})
         n_codes = sum(t.codebook_size for t in motion_tokenizers.values())
-        text_tok = build_text_tokenizer(words, n_codes, markers=tuple(world_marker(w) for w in worlds))
         n_tokens = n_frames // next(iter(motion_tokenizers.values())).downsample
-        max_prompt = max((len(prompt_words(p)) for ps in prompts.values() for p in ps), default=8)
-        config = LlamaConfig(
-            vocab_size=len(text_tok), hidden_size=cfg.hidden, intermediate_size=cfg.intermediate,
-            num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads, num_key_value_heads=cfg.heads,
-            max_position_embeddings=max(64, 2 * (max_prompt + n_tokens + 5)), tie_word_embeddings=True,
-            bos_token_id=text_tok.bos_token_id, eos_token_id=text_tok.eos_token_id,
-            pad_token_id=text_tok.pad_token_id,
-        )
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            lm = LlamaForCausalLM(config)
+        lm, text_tok = build_lm([p for ps in prompts.values() for p in ps], n_codes, n_tokens, cfg, seed,
+                                markers=tuple(world_marker(w) for w in worlds))
         return cls(lm, text_tok, motion_tokenizers, n_frames, fps, prompts, task_prompts)
 
     # ---- worlds and prompts -----------------------------------------------------------------------
