@@ -62,6 +62,13 @@ def finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
+def check_weights(owner: Any, weights: dict) -> None:
+    """A reward config's ``weights``: a non-empty mapping of reward term -> finite weight."""
+    check(owner, bool(weights), "weights", weights, "a non-empty mapping of reward term -> weight")
+    for name, w in weights.items():
+        check(owner, finite(w), f"weights.{name}", w, "a finite number")
+
+
 # ---------------------------------------------------------------------------------------------------
 # strict scalars: draccus' own decoders take true for an int (int(True) == 1), 2 for a str and None
 # for any field; registered with include_subclasses so draccus calls them directly (its wrapper for

@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from rlpf.core.config import check, finite
+from rlpf.core.config import check, check_weights
 from rlpf.core.run_dir import run_lock
 from rlpf.finetune.grpo import GRPOSettings
 from rlpf.finetune.sft_filter import SFTFilterSettings
@@ -101,9 +101,7 @@ class RLPFConfig:
             for spec in specs:
                 for world in self.worlds or [self.world]:
                     _check_tracker(name, spec, world)
-        check(self, bool(self.weights), "weights", self.weights, "a non-empty mapping of reward term -> weight")
-        for name, w in self.weights.items():
-            check(self, finite(w), f"weights.{name}", w, "a finite number")
+        check_weights(self, self.weights)
         check(self, self.eval_per_prompt >= 1, "eval_per_prompt", self.eval_per_prompt, ">= 1")
         check(self, self.workers >= 0, "workers", self.workers, ">= 0 (0: in this process)")
         from rlpf.core.backend import BACKENDS

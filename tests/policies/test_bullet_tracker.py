@@ -120,6 +120,25 @@ def test_two_workers_give_the_single_process_results(ant_clips, trackers):
     assert cls(**kwargs).cache_key() == tr.cache_key()
 
 
+def test_bullet_steps_split_the_mjcf_timestep(trackers, ant_clips):
+    """Bullet steps at most MAX_STEP_S (its first-order contacts need it); the frames still land on
+    the clip's times, and a coarser step is a constructor argument that workers keep."""
+    from rlpf.policies.bullet_tracker import MAX_STEP_S
+
+    for world, n in (("ant", 4), ("humanoid", 2)):       # MJCF timesteps 10 ms and 3 ms
+        tr = trackers[world]
+        assert tr.substeps == n and tr.h <= MAX_STEP_S
+        assert tr._p.getPhysicsEngineParameters(physicsClientId=tr._client)["fixedTimeStep"] == pytest.approx(tr.h)
+    coarse = BulletTracker("ant", max_step_s=0.01)
+    assert coarse.substeps == 1 and coarse.spec()[1]["max_step_s"] == 0.01
+    fine, rough = trackers["ant"].track_one(ant_clips[0]), coarse.track_one(ant_clips[0])
+    assert fine.qpos.shape == rough.qpos.shape == np.asarray(ant_clips[0].qpos).shape
+    assert not np.allclose(fine.qpos, rough.qpos)          # the step size is really Bullet's
+    for bad in (0, -1e-3, float("nan"), "1ms"):
+        with pytest.raises(TrackerError, match="max_step_s"):
+            BulletTracker("ant", max_step_s=bad)
+
+
 def test_registered_as_bullet():
     tr = load_tracker("bullet", "ant")
     assert isinstance(tr, BulletTracker) and tr.name == "bullet"
