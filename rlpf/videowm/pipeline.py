@@ -114,6 +114,13 @@ class PixelConfig:
         check(self, self.videos >= 0, "videos", self.videos, ">= 0")
         check(self, self.workers >= 0, "workers", self.workers, ">= 0")
         check_weights(self, self.weights)
+        from rlpf.rewards.registry import RewardError, get_reward
+
+        for name in self.weights:   # now, not after the pretraining stages (tens of minutes) have run
+            try:
+                get_reward(name)
+            except RewardError as e:
+                check(self, False, f"weights.{name}", name, f"a reward term ({e})")
 
 
 def _say(msg: str) -> None:
@@ -173,7 +180,7 @@ def _run(cfg: PixelConfig, run_dir: str, progress: bool) -> dict:
         wm, summary = timed("rlpf_s", lambda: finetune(base_dir, feedback, cfg.grpo, run_dir, seed=cfg.seed,
                                                        prompts=prompts, progress=progress))
     after = timed("eval_rlpf_s", lambda: evaluate("rlpf", wm))
-    report = {"world": cfg.world, "before": before, "after": after,
+    report = {"world": cfg.world, "weights": cfg.weights, "before": before, "after": after,
               "delta": {k: round(after[k] - before[k], 4) for k in before
                         if isinstance(before[k], (int, float)) and isinstance(after.get(k), (int, float))},
               "training": summary, "timings": timings,

@@ -137,7 +137,8 @@ def write_pixel_report(run_dir: str, report: dict) -> tuple[str, str]:
         if isinstance(b.get(k), (int, float)) and isinstance(a.get(k), (int, float)):
             rows.append(f"| {k} | {b[k]:.3f} | {a[k]:.3f} | {a[k] - b[k]:+.3f} |")
     lines = [f"# Pixel world model under RLPF: {report['world']}", "",
-             f"{b['n_videos']} generated videos per model, lifted to clips and tracked.", "", *rows, "",
+             f"{b['n_videos']} generated videos per model, lifted to clips and tracked. RLPF reward: "
+             + " + ".join(f"{w:g} x {k}" for k, w in report.get("weights", {}).items()) + ".", "", *rows, "",
              "Timings (s): " + ", ".join(f"{k} {v}" for k, v in report.get("timings", {}).items()), "",
              "Videos (generated | lifted and rendered): " + ", ".join(b.get("videos", []) + a.get("videos", []))]
     with open(md_path, "w") as f:

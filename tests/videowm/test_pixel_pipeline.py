@@ -18,7 +18,7 @@ TINY = ["data_n=20", "frames=16", "tokenizer.size=32", "tokenizer.channels=[8,8,
         "tokenizer_steps=3", "tokenizer_window=8", "tokenizer_batch=2", "lm.hidden=16", "lm.layers=1", "lm.heads=2",
         "lm.intermediate=32", "lm_steps=3", "lm_batch=4", "grpo.steps=2", "grpo.prompts_per_step=2",
         "grpo.num_generations=2", "grpo.steps_per_generation=1", "grpo.num_iterations=1", "grpo.save_steps=1",
-        "grpo.warmup_steps=0", "eval_per_prompt=1", "videos=1", "workers=0", "log_every=1", "ckpt_every=2"]
+        "grpo.warmup_steps=0", "weights.alignment=3", "eval_per_prompt=1", "videos=1", "workers=0", "log_every=1", "ckpt_every=2"]
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +46,17 @@ def test_the_chain_runs_and_reports_both_models(pixel_run):
             assert 0.0 <= m[k] <= 1.0
         assert m["video_fid"] >= 0 and m["diversity"] >= 0
     assert report["training"]["steps"] == 2
+    # the configured reward reached TRL: each logged step's reward is the weighted sum of its terms
+    assert report["weights"] == {"tracking_success": 10.0, "alignment": 3.0}
+    assert "3 x alignment" in open(os.path.join(run, "report.md")).read()
+    ckpt = max((n for n in os.listdir(os.path.join(run, "grpo")) if n.startswith("checkpoint-")),
+               key=lambda n: int(n.split("-")[1]))
+    logs = [h for h in json.load(open(os.path.join(run, "grpo", ckpt, "trainer_state.json")))["log_history"]
+            if "reward" in h]
+    assert logs
+    for h in logs:
+        assert h["reward"] == pytest.approx(10 * h["rewards/tracking_success/mean"] + 3 * h["rewards/alignment/mean"],
+                                            abs=1e-4)
     assert os.path.isfile(os.path.join(run, "report.md"))
     assert any(f.startswith("base_") and f.endswith(".mp4") for f in os.listdir(os.path.join(run, "videos")))
     # TRL ran its steps, checkpointed and logged; the RLPF model is saved beside the base
