@@ -111,13 +111,13 @@ KINEMATICS_TOLERANCE_M = 1e-3
 """m: largest disagreement of a body frame between Bullet's import and MuJoCo at the construction
 check (float32 round-off is ~1e-7 m; a misplaced joint or misread axis is centimetres)."""
 AXIS_TOLERANCE = 1e-4
+"""Largest |1 - cos| between a joint's axis in Bullet and in MuJoCo."""
 MAX_STEP_S = 0.0025
 """s: longest Bullet step. The MJCF's timestep is split into equal sub-steps no longer than this, the
 controller recomputed every sub-step. Bullet integrates rigid contacts with semi-implicit Euler, first
 order, where gymnasium's ant steps 10 ms with RK4: at 10 ms its feet lost traction and valid gaits
 drifted off course (30 valid CPG gaits, joints within 0.01 rad throughout: tracked 0.73 at 10 ms,
 0.83 at 5 ms, 0.90 at 2.5 ms and at 1.25 ms - converged)."""
-"""Largest |1 - cos| between a joint's axis in Bullet and in MuJoCo."""
 
 
 @contextlib.contextmanager
@@ -228,7 +228,8 @@ class BulletTracker(Tracker):
                  torque_scale: float | None = 1.0, fall_drop_m: float | None = None,
                  threshold_m: float | None = None, max_step_s: float = MAX_STEP_S):
         self._client = None
-        if not (isinstance(max_step_s, (int, float)) and np.isfinite(max_step_s) and max_step_s > 0):
+        if isinstance(max_step_s, bool) or not (isinstance(max_step_s, (int, float)) and np.isfinite(max_step_s)
+                                                    and max_step_s > 0):
             raise TrackerError(f"BulletTracker: max_step_s must be a positive number of seconds, got {max_step_s!r}")
         self.cw: CompiledWorld = compile_world(world)
         self._spec_world = portable_world(world)

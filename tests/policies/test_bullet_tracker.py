@@ -134,7 +134,7 @@ def test_bullet_steps_split_the_mjcf_timestep(trackers, ant_clips):
     fine, rough = trackers["ant"].track_one(ant_clips[0]), coarse.track_one(ant_clips[0])
     assert fine.qpos.shape == rough.qpos.shape == np.asarray(ant_clips[0].qpos).shape
     assert not np.allclose(fine.qpos, rough.qpos)          # the step size is really Bullet's
-    for bad in (0, -1e-3, float("nan"), "1ms"):
+    for bad in (0, -1e-3, float("nan"), "1ms", True):
         with pytest.raises(TrackerError, match="max_step_s"):
             BulletTracker("ant", max_step_s=bad)
 
