@@ -33,7 +33,7 @@ import torch
 from rlpf.core.clips import Clip
 from rlpf.core.errors import CheckpointError
 from rlpf.worldmodel.model import (META_FILE, SEPARATOR, SPECIALS, LMConfig, UnknownPromptError, WorldModel,
-                                   build_lm, prompt_words, resolve_checkpoint)
+                                   build_lm, load_lm, prompt_words, resolve_checkpoint)
 from rlpf.worldmodel.tokenizer import MotionTokenizer
 
 KIND = "multiworld"
@@ -289,8 +289,6 @@ class MultiWorldModel:
     @classmethod
     def from_pretrained(cls, path: str, worlds=None) -> "MultiWorldModel":
         """Load a saved multi-world model; ``worlds`` (if given) must all be among its worlds."""
-        from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
-
         path = resolve_checkpoint(path)
         meta = read_meta(path)
         if meta.get("kind") != KIND:
@@ -311,14 +309,7 @@ class MultiWorldModel:
                 toks[w] = MotionTokenizer.from_pretrained(sub)
             except FileNotFoundError as e:
                 raise CheckpointError(sub, f"world {w}'s motion tokenizer is missing ({e})") from None
-        try:
-            text_tok = PreTrainedTokenizerFast.from_pretrained(path)
-            lm = LlamaForCausalLM.from_pretrained(path)
-        except Exception as e:  # transformers raises many types for damaged files
-            raise CheckpointError(path, f"cannot load the language model or its tokenizer "
-                                  f"({type(e).__name__}: {e})") from None
-        if len(text_tok) != lm.config.vocab_size:
-            raise CheckpointError(path, f"tokenizer has {len(text_tok)} tokens but the LM {lm.config.vocab_size}")
+        lm, text_tok = load_lm(path)
         return cls(lm, text_tok, toks, n_frames, fps, prompts, task_prompts)
 
 
