@@ -7,8 +7,10 @@ confidence per frame.
 
 Per frame the network gives root height, orientation and joints (and a root velocity); the root's
 x, y start at 0 and add up the floor odometry's displacement (rlpf.lifting.odometry), or the network's
-velocity where the registration fails (residual above ``ODOMETRY_MAX_RESIDUAL``); height,
-orientation and joints are smoothed over ``SMOOTH_FRAMES``. Confidence in
+velocity where the registration fails (residual above ``ODOMETRY_MAX_RESIDUAL``); where the root
+carries a sphere that the frame shows clearly (the ant's torso), its height is solved from the
+sphere's upper edge instead of the network's (rlpf.lifting.root_height; ``info["height_from_sphere"]``
+says on which frames); height, orientation and joints are smoothed over ``SMOOTH_FRAMES``. Confidence in
 (0, 1]: 1 / (1 + sigma_z / 2 cm + sigma_joints / 5 deg), from the network's predicted variances,
 halved on frames whose x, y came from the fallback.
 """
@@ -76,6 +78,15 @@ class PoseLifter:
             self._odometry[size] = odometry_for(contract_for(self.world, size))
         return self._odometry[size]
 
+    def _sphere_for(self, size: int):
+        from rlpf.lifting.root_height import root_sphere_for
+        from rlpf.viz.contract import contract_for
+
+        key = ("sphere", size)
+        if key not in self._odometry:
+            self._odometry[key] = root_sphere_for(contract_for(self.world, size), self._odometry_for(size))
+        return self._odometry[key]
+
     def predict(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(targets [T, D], sigma [T, D]) in physical units for uint8 [T, H, W, 3] frames."""
         import torch
@@ -98,6 +109,15 @@ class PoseLifter:
             raise VideoError(f"{source}: frames are {frames.shape[2]}x{frames.shape[1]}; the video contract's are square")
         y, sigma = self.predict(frames)
         L = layout(self.nq)
+        # root height from the root's sphere under the contract's camera where it is clearly seen
+        # (rlpf.lifting.root_height: millimetres, against the network's centimetres); the network elsewhere
+        sphere = self._sphere_for(frames.shape[1])
+        seen = np.zeros(len(frames), bool)
+        if sphere is not None:
+            z_geo, spread = sphere.track(frames, near=y[:, L["z"]][:, 0])
+            seen = np.isfinite(z_geo)
+            y[seen, L["z"].start] = z_geo[seen]
+            sigma[seen, L["z"].start] = np.maximum(spread[seen], 1e-3)
         if SMOOTH_FRAMES > 0 and len(y) > 2:
             from scipy.ndimage import gaussian_filter1d
 
@@ -115,7 +135,7 @@ class PoseLifter:
         fb = np.r_[False, fallback]
         conf[fb] *= 0.5
         clip = Clip(qpos=qpos, fps=float(fps), world=self.world, source=source)
-        return clip, {"confidence": conf, "odometry_residual": resid, "fallback": fb}
+        return clip, {"confidence": conf, "odometry_residual": resid, "fallback": fb, "height_from_sphere": seen}
 
     def lift_video(self, path: str) -> tuple[Clip, dict]:
         frames, fps = read_video(path)
