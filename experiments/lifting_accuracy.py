@@ -39,6 +39,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=9001, help="make_dataset seed of the held-out clips")
     p.add_argument("--kinds", default=",".join(KINDS), help="comma-separated kinds to measure")
     p.add_argument("--out", help="write the figures as JSON here")
+    p.add_argument("--network-height", action="store_true",
+                   help="the network's root height on every frame, not the root sphere's (rlpf.lifting.root_height)")
     args = p.parse_args(argv)
 
     from tqdm import tqdm
@@ -50,7 +52,7 @@ def main(argv=None) -> int:
     from rlpf.lifting.inference import PoseLifter, lift_files
     from rlpf.viz.videos import render_files
 
-    lifter = PoseLifter.load(args.pose)
+    lifter = PoseLifter.load(args.pose, sphere_height=not args.network_height)
     t0 = time.time()
     base = make_dataset("ant", args.n, seed=args.seed, frames=64, workers=1)
     trained = set()

@@ -36,16 +36,18 @@ keeps 92 % of a 1.3 Hz gait at 20 fps); the root's x, y (odometry) are not smoot
 class PoseLifter:
     """A finished pose run, ready to lift videos of its world."""
 
-    def __init__(self, run_dir: str, net, meta: dict):
+    def __init__(self, run_dir: str, net, meta: dict, sphere_height: bool = True):
         self.run_dir, self.net, self.meta = run_dir, net, meta
+        self.sphere_height = bool(sphere_height)
         self.world = meta["world"]
         self.nq = int(meta["nq"])
         self.mean, self.std = np.asarray(meta["mean"]), np.asarray(meta["std"])
         self._odometry = {}
 
     @classmethod
-    def load(cls, run_dir: str) -> PoseLifter:
-        """The run's network (safetensors) and facts (pose.json); PoseRunError if it is not a finished pose run."""
+    def load(cls, run_dir: str, sphere_height: bool = True) -> PoseLifter:
+        """The run's network (safetensors) and facts (pose.json); PoseRunError if it is not a finished pose run.
+        ``sphere_height=False``: the network's root height on every frame (for comparison)."""
         import torch
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -68,7 +70,7 @@ class PoseLifter:
             raise PoseRunError(f"--pose {run_dir}: unreadable pose run ({type(e).__name__}: {e})") from None
         net.eval()
         torch.set_num_threads(min(2, os.cpu_count() or 1))
-        return cls(run_dir, net, meta)
+        return cls(run_dir, net, meta, sphere_height)
 
     def _odometry_for(self, size: int):
         from rlpf.lifting.odometry import odometry_for
@@ -111,7 +113,7 @@ class PoseLifter:
         L = layout(self.nq)
         # root height from the root's sphere under the contract's camera where it is clearly seen
         # (rlpf.lifting.root_height: millimetres, against the network's centimetres); the network elsewhere
-        sphere = self._sphere_for(frames.shape[1])
+        sphere = self._sphere_for(frames.shape[1]) if self.sphere_height else None
         seen = np.zeros(len(frames), bool)
         if sphere is not None:
             z_geo, spread = sphere.track(frames, near=y[:, L["z"]][:, 0])

@@ -67,15 +67,17 @@ def _hsv(rgb: np.ndarray) -> np.ndarray:
 def _luma_edge(luma: np.ndarray, s: int) -> int:
     """The sphere's first row on a column whose colour mask starts at ``s``, checked in luma: H.264
     codes colour at half resolution (4:2:0), so next to a saturated neighbour (a leg behind the sphere)
-    the first row's colour is mixed and the mask starts a row late; luma keeps full resolution. Rows
-    above ``s`` (up to 2) whose luma is nearer the sphere's (2 rows inside) than the background's (3 rows
-    out) are the sphere's; where the two lumas are alike (< LUMA_CONTRAST apart) the mask stands."""
+    the first row's colour is mixed and the mask starts a row late; luma keeps full resolution. A row
+    above (up to 2) is the sphere's when the luma step is *above* it: its luma is nearer the sphere's
+    (2 rows inside) than the row above it, and that row differs from it by ``LUMA_CONTRAST`` or more.
+    (Comparing with a background row further up would take a light floor square for the sphere.)"""
     n = len(luma)
-    fg, bg = luma[min(s + 2, n - 1)], luma[max(s - 3, 0)]
-    if abs(fg - bg) < LUMA_CONTRAST:
-        return s
+    fg = luma[min(s + 2, n - 1)]
     r = s
-    while r - 1 >= max(s - 2, 0) and abs(luma[r - 1] - fg) < abs(luma[r - 1] - bg):
+    while r - 2 >= max(s - 3, 0):
+        p, above = luma[r - 1], luma[r - 2]
+        if not (abs(p - above) >= LUMA_CONTRAST and abs(p - fg) < abs(p - above)):
+            break
         r -= 1
     return r
 
