@@ -145,11 +145,14 @@ class PoseLifter:
 
 
 def save_lifted(path: str, clip: Clip, info: dict | None = None) -> str:
-    """Write a lifted clip in the clip format (qpos, fps, world) plus its per-frame 'confidence', atomically."""
+    """Write a lifted clip in the clip format (qpos, fps, world) plus its per-frame 'confidence' and
+    'height_from_sphere' (the frames whose root height came from rlpf.lifting.root_height), atomically."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp.npz")
     extra = {"confidence": np.asarray(info["confidence"], np.float32)} if info else {}
+    if info and "height_from_sphere" in info:
+        extra["height_from_sphere"] = np.asarray(info["height_from_sphere"], bool)
     try:
         np.savez_compressed(tmp, qpos=np.asarray(clip.qpos, np.float64), fps=np.float64(clip.fps),
                             world=np.array(clip.world), **extra)

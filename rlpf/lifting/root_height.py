@@ -168,7 +168,9 @@ class RootSphere:
         cols = cols[(cols >= 0) & (cols < n)]
         top_guess = self.edge_row(z0, n)
         rows, use = [], []
-        window = 0.6 * r_px + (0.0 if near is not None and np.isfinite(near) else n)
+        # the rough height only picks the run: it may be a sphere's diameter off (a small network on a
+        # floated body), so a run starting up to two radii from its guess still counts
+        window = 2.0 * r_px + (0.0 if near is not None and np.isfinite(near) else n)
         for c in cols:
             col = mask[:, c]
             # the sphere's pixels on this column: the run that starts nearest the guessed top edge

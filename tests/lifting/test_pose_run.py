@@ -87,6 +87,17 @@ def test_lift_writes_valid_clips_and_reports_a_bad_video(run, videos, tmp_path, 
     np.testing.assert_array_equal(clip.qpos[0, :2], 0.0)   # anchored at the origin
     conf = np.load(tmp_path / "walk.npz")["confidence"]
     assert conf.shape == (14,) and ((conf > 0) & (conf <= 1)).all()
+    # the root height is the torso sphere's (a 3-step network could not read it): the true walk's
+    # height, and the floated copy 10 cm above it, even in these 64 px videos
+    from rlpf.policies.scripted import AntGait
+
+    from rlpf.data.simulate import simulate
+
+    assert np.load(tmp_path / "walk.npz")["height_from_sphere"].all()
+    true_z = simulate("ant", AntGait(), 14, seed=5).qpos[:, 2]
+    (floated,) = load_clips(str(tmp_path / "float.npz"))
+    assert np.abs(clip.qpos[:, 2] - true_z).mean() < 0.02
+    assert np.abs(floated.qpos[:, 2] - (true_z + 0.1)).mean() < 0.02
 
 
 def test_score_lifts_videos_and_writes_the_clips_beside_the_report(run, videos, tmp_path, capsys):
