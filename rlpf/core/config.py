@@ -361,16 +361,18 @@ def field_doc(cls: type, name: str) -> str:
     return " ".join(doc.split())
 
 
-def describe(cls: type, indent: str = "  ", prefix: str = "") -> str:
-    """Every field of a config class with its type, default and docstring (sections as ``outer.field``), for --help."""
+def describe(cls: type, indent: str = "  ", prefix: str = "", defaults: Any = None) -> str:
+    """Every field of a config class with its type, default and docstring (sections as ``outer.field``), for --help.
+    ``defaults``: an instance whose values are the defaults shown (a section's, as its parent builds it:
+    ``PixelConfig.grpo`` is ``GRPOSettings`` with the pixel run's own defaults, not the class's)."""
     lines = []
     for name, kind in _fields(cls).items():
         doc = field_doc(cls, name)
+        default = getattr(defaults, name) if defaults is not None and hasattr(defaults, name) else _default(cls, name)
         if dataclasses.is_dataclass(kind):
             lines.append(f"{indent}{prefix}{name}.*  {doc}")
-            lines.append(describe(kind, indent, prefix=f"{prefix}{name}."))
+            lines.append(describe(kind, indent, prefix=f"{prefix}{name}.", defaults=default))
             continue
-        default = _default(cls, name)
         shown = draccus.encode(default, kind) if default is not None else None
         lines.append(f"{indent}{prefix}{name} ({type_name(kind)}, default {shown!r})")
         if doc:

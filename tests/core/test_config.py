@@ -297,6 +297,17 @@ def test_describe_lists_every_field_with_type_default_and_doc(cls):
         assert doc.split()[0] in text
 
 
+def test_describe_shows_a_sections_defaults_as_its_parent_builds_them():
+    # PixelConfig.grpo is GRPOSettings with the pixel run's own defaults (24 steps, not the class's 400)
+    from rlpf.finetune.grpo import GRPOSettings
+    from rlpf.videowm.pipeline import PixelConfig
+
+    text = describe(PixelConfig)
+    assert PixelConfig().grpo.steps != GRPOSettings().steps
+    assert f"grpo.steps (int, default {PixelConfig().grpo.steps})" in text
+    assert f"grpo.beta (float, default {PixelConfig().grpo.beta})" in text
+
+
 @pytest.mark.parametrize("command, expected", [
     ("score", ["weights (dict[str, float], default {})", "Weight 0 reports a term without scoring it"]),
     ("pretrain", ["lm.layers (int, default 4)", "Number of decoder layers.", "tokenizer.levels (tuple[int, ...]"]),
