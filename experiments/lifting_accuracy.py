@@ -15,6 +15,11 @@ Known limits measured: monocular depth (root x error across the image vs y error
 and occlusion (joint error of legs on the far side of the torso vs the near side).
 
     flock /tmp/rlpf-cpu.lock .venv/bin/python experiments/lifting_accuracy.py --pose runs/pose-ant --n 20
+
+``--clips DIR [DIR ...]`` measures clips made elsewhere instead (each directory one group, named after
+it; any frame count and frame rate), e.g. the independently simulated ant groups of
+``experiments/humanoid_heldout.py make`` (perturbed contact models, clips recorded from gymnasium's
+Ant-v5) -- the lifting's check on clips the project did not make for it.
 """
 from __future__ import annotations
 
@@ -38,6 +43,8 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=20, help="held-out clips per kind")
     p.add_argument("--seed", type=int, default=9001, help="make_dataset seed of the held-out clips")
     p.add_argument("--kinds", default=",".join(KINDS), help="comma-separated kinds to measure")
+    p.add_argument("--clips", nargs="+", metavar="DIR",
+                   help="measure these directories of ant clips (one group each) instead of make_dataset's")
     p.add_argument("--out", help="write the figures as JSON here")
     p.add_argument("--network-height", action="store_true",
                    help="the network's root height on every frame, not the root sphere's (rlpf.lifting.root_height)")
@@ -45,7 +52,7 @@ def main(argv=None) -> int:
 
     from tqdm import tqdm
 
-    from rlpf.core.clips import save_clips
+    from rlpf.core.clips import load_clips, save_clips
     from rlpf.data.corrupt import CORRUPTIONS
     from rlpf.data.motion_data import make_dataset
     from rlpf.judge.scoring import score
@@ -54,21 +61,30 @@ def main(argv=None) -> int:
 
     lifter = PoseLifter.load(args.pose, sphere_height=not args.network_height)
     t0 = time.time()
-    base = make_dataset("ant", args.n, seed=args.seed, frames=64, workers=1)
-    trained = set()
-    ds = os.path.join(args.pose, "dataset.npz")
-    if os.path.exists(ds):
-        with np.load(ds, allow_pickle=False) as z:
-            trained = {s.split("+")[0] for s in z["sources"]}
-    overlap = sorted({c.source for c in base} & trained)
-    if overlap:
-        print(f"held-out clips overlap the training set: {overlap[:3]}", file=sys.stderr)
-        return 2
-    kinds = [k for k in args.kinds.split(",") if k]
+    if args.clips:   # external groups: the clips as they are, no corruption added here
+        groups = {}
+        for d in args.clips:
+            name = os.path.basename(os.path.normpath(d))
+            groups[name] = [c for f in sorted(os.listdir(d)) if f.endswith(".npz")
+                            for c in load_clips(os.path.join(d, f))]
+            if not groups[name]:
+                print(f"{d}: no .npz clip files", file=sys.stderr)
+                return 2
+    else:
+        base = make_dataset("ant", args.n, seed=args.seed, frames=64, workers=1)
+        trained = set()
+        ds = os.path.join(args.pose, "dataset.npz")
+        if os.path.exists(ds):
+            with np.load(ds, allow_pickle=False) as z:
+                trained = {s.split("+")[0] for s in z["sources"]}
+        overlap = sorted({c.source for c in base} & trained)
+        if overlap:
+            print(f"held-out clips overlap the training set: {overlap[:3]}", file=sys.stderr)
+            return 2
+        groups = {k: [c if k == "valid" else CORRUPTIONS[k](c) for c in base] for k in args.kinds.split(",") if k}
     results = {}
     with tempfile.TemporaryDirectory(prefix="rlpf-lift-acc-") as tmp:
-        for kind in kinds:
-            clips = [c if kind == "valid" else CORRUPTIONS[kind](c) for c in base]
+        for kind, clips in groups.items():
             cdir, vdir, ldir = (os.path.join(tmp, kind, x) for x in ("clips", "videos", "lifted"))
             os.makedirs(cdir)
             for i, c in enumerate(clips):
@@ -90,7 +106,9 @@ def main(argv=None) -> int:
                     json.dump({"n": args.n, "seed": args.seed, "seconds": time.time() - t0, "results": results}, f, indent=1)
     elapsed = time.time() - t0
     print(table(results))
-    print(f"\n{args.n} held-out clips per kind (make_dataset seed {args.seed}), {elapsed:.0f} s")
+    what = (", ".join(f"{k} ({len(c)})" for k, c in groups.items()) if args.clips
+            else f"{args.n} held-out clips per kind (make_dataset seed {args.seed})")
+    print(f"\n{what}, {elapsed:.0f} s")
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"n": args.n, "seed": args.seed, "seconds": elapsed, "results": results}, f, indent=1)

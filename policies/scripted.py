@@ -25,6 +25,42 @@ class SmoothRandom:
         return self.u
 
 
+class JointServo:
+    """PD servo of every actuated joint toward random targets inside its range, redrawn every
+    ``hold`` seconds and approached through a low-pass: poses anywhere in the joint space, held or
+    moving (``spread`` near 0: holding the rest pose with a small wobble).
+
+    Targets are ``rest + U(-1, 1) * spread * (hi - lo)``, clipped to the joint range; ``spread``,
+    ``hold``, ``kp`` (ctrl per rad) and ``kd`` (ctrl per rad/s) may be ``(lo, hi)`` ranges drawn at
+    each ``reset``. Joints without a range get +-1 rad about the rest pose.
+    """
+
+    def __init__(self, spread=(0.05, 0.5), hold=(0.3, 1.5), kp=(2.0, 8.0), kd=(0.1, 0.4), smoothing=0.9):
+        self.spec = dict(spread=spread, hold=hold, kp=kp, kd=kd)
+        self.smoothing = smoothing
+
+    def reset(self, m, d, rng):
+        for k, v in self.spec.items():
+            setattr(self, k, float(rng.uniform(*v)) if isinstance(v, (tuple, list)) else float(v))
+        jnt = m.actuator_trnid[:, 0]
+        self.qadr, self.dadr = m.jnt_qposadr[jnt], m.jnt_dofadr[jnt]
+        self.rest = m.qpos0[self.qadr].copy()
+        limited = m.jnt_range[jnt, 0] < m.jnt_range[jnt, 1]
+        self.lo = np.where(limited, m.jnt_range[jnt, 0], self.rest - 1.0)
+        self.hi = np.where(limited, m.jnt_range[jnt, 1], self.rest + 1.0)
+        self.target = np.clip(self.rest, self.lo, self.hi)
+        self.goal, self.next_draw = self.target.copy(), d.time
+
+    def __call__(self, m, d, rng):
+        if d.time >= self.next_draw:
+            noise = rng.uniform(-1, 1, len(self.rest)) * self.spread * (self.hi - self.lo)
+            self.goal = np.clip(self.rest + noise, self.lo, self.hi)
+            self.next_draw = d.time + self.hold
+        self.target = self.smoothing * self.target + (1 - self.smoothing) * self.goal
+        u = self.kp * (self.target - d.qpos[self.qadr]) - self.kd * d.qvel[self.dadr]
+        return np.clip(u, *m.actuator_ctrlrange.T)
+
+
 class AntGait:
     """Open-loop central pattern generator for the ant: hips and ankles follow phase-shifted sines.
 

@@ -36,21 +36,24 @@ def pusher_reset(m: mujoco.MjModel, d: mujoco.MjData, rng: np.random.Generator) 
 
 
 def simulate(world: str, controller, n_frames: int, seed: int = 0, noise: float = 0.05,
-             prompt: str | None = None) -> Clip:
-    """Run ``controller`` for ``n_frames`` recorded frames; returns the clip with its actions."""
+             prompt: str | None = None, model: mujoco.MjModel | None = None) -> Clip:
+    """Run ``controller`` for ``n_frames`` recorded frames; returns the clip with its actions.
+    ``model``: a variant of the world's compiled model to simulate instead (``rlpf.data.dynamics``)."""
     cw = compile_world(world)
-    m = cw.model
+    m = cw.model if model is None else model
     d = mujoco.MjData(m)
     rng = np.random.default_rng(seed)
     reset_state(cw.world, m, d, rng, noise)
     controller.reset(m, d, rng)
     qpos = np.empty((n_frames, m.nq))
     actions = np.zeros((n_frames, m.nu))
+    # a variant with a finer timestep takes proportionally more steps per frame: the frame rate stays
+    steps = cw.world.frame_skip * max(1, round(cw.model.opt.timestep / m.opt.timestep))
     for t in range(n_frames):
         qpos[t] = d.qpos
         actions[t] = controller(m, d, rng)
         d.ctrl[:] = actions[t]
-        for _ in range(cw.world.frame_skip):
+        for _ in range(steps):
             mujoco.mj_step(m, d)
         if d.warning[mujoco.mjtWarning.mjWARN_BADQACC].number:
             raise RuntimeError(f"simulation of {world} diverged at frame {t} (seed {seed})")

@@ -42,20 +42,27 @@ def turned(clip: Clip, yaw: float, offset) -> Clip:
     return dataclasses.replace(clip, qpos=q, cache={})
 
 
-def reset_clips(world: str, n: int, seed: int, frames: int) -> list[Clip]:
-    """``n`` clips simulated from the world's reset without a warm-up, by scripted controllers
-    (``AntGait``, ``SmoothRandom``): the poses a gym recording from reset holds (legs flat at the
-    reset, the drop onto them, random actions) that the labelled gaits never reach."""
-    from rlpf.policies.scripted import AntGait, SmoothRandom
-
+def reset_clips(world: str, n: int, seed: int, frames: int, dynamics: bool = True) -> list[Clip]:
+    """``n`` clips simulated from the world's reset without a warm-up, by scripted controllers in
+    turn (``AntGait``, ``SmoothRandom``, ``JointServo`` to targets across the joint ranges, and
+    ``JointServo`` holding the rest pose): the poses a gym recording from reset holds (legs flat at
+    the reset, the drop onto them, random actions, servoed poses) that the labelled gaits never reach.
+    ``dynamics``: each clip under its own contact model, friction and masses
+    (``rlpf.data.dynamics.randomized_model``), so feet sit in the floor as other contact models let them."""
+    from rlpf.data.dynamics import randomized_model
     from rlpf.data.simulate import simulate
+    from rlpf.envs.worlds import compile_world
+    from rlpf.policies.scripted import AntGait, JointServo, SmoothRandom
 
     rng = np.random.default_rng([seed, 29])
+    makers = (AntGait, lambda: SmoothRandom(scale=float(rng.uniform(0.3, 1.0))), JointServo,
+              lambda: JointServo(spread=(0.0, 0.05), hold=(0.5, 2.0)))
     out = []
     for i in range(n):
-        ctrl = AntGait() if i % 2 else SmoothRandom(scale=float(rng.uniform(0.3, 1.0)))
+        ctrl = makers[i % len(makers)]()
+        model = randomized_model(compile_world(world).model, rng)[0] if dynamics else None
         try:
-            out.append(simulate(world, ctrl, frames, seed=int(rng.integers(2**31))))
+            out.append(simulate(world, ctrl, frames, seed=int(rng.integers(2**31)), model=model))
         except RuntimeError:   # a diverged simulation: skipped
             continue
     return out

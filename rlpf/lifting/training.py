@@ -39,8 +39,9 @@ class TrainPoseConfig:
     corrupt_fraction: float = 0.5
     """Fraction of the clips corrupted (float, sink, levitate, skate, teleport at random amounts)."""
     reset_fraction: float = 0.25
-    """Fraction of the clips simulated from the reset by scripted controllers (AntGait, SmoothRandom)
-    instead of the labelled gaits: legs flat at the reset, random actions (rlpf.lifting.dataset.reset_clips)."""
+    """Fraction of the clips simulated from the reset by scripted controllers (AntGait, SmoothRandom,
+    JointServo across the joint ranges and holding the rest pose), each under its own contact model,
+    friction and masses, instead of the labelled gaits (rlpf.lifting.dataset.reset_clips)."""
     seed: int = 0
     """Seeds the clips (make_dataset's seed), the randomization, the initialization and the batches."""
     input_size: int = 64
