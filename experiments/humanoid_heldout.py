@@ -1,6 +1,6 @@
 """Held-out tracking check: clips made independently of the trackers' settings, tracked by each tracker.
 
-    python experiments/humanoid_heldout.py make   --out runs/heldout [--n 12] [--seed 50000]
+    python experiments/humanoid_heldout.py make   --out runs/heldout [--n 12] [--seed 50000] [--servo-rate step|frame]
     python experiments/humanoid_heldout.py track  runs/heldout --trackers pd bullet pd-residual [--groups ...]
 
 ``make`` simulates and saves (one ``.npz`` per group under ``--out``); ``track`` tracks a saved set with
@@ -18,7 +18,9 @@ Groups (each ``--n`` clips, seeds from ``--seed``; the tests use seeds < 10000):
   drawn per clip: smoothed random actions (scale 0.3..1, it falls), a PD servo through the motors to
   smoothly wandering random joint targets (it crouches, kneels, falls), or a PD servo holding the
   standing pose with small random target wobble (it stands, sways, topples late or not at all).
-  Recorded at exactly 20, 30 or 60 fps.
+  The servo law runs every simulator step (its set points move once per frame); ``--servo-rate
+  frame`` holds its command for a whole frame instead, as sets made before 2026-12-04 did: the limbs
+  then chatter at the frame rate (``Driver`` says why). Recorded at exactly 20, 30 or 60 fps.
 * ``ant perturbed 20 fps``: the same for gymnasium's ``ant.xml`` (5 s), the ant's unchanged target.
 * ``Humanoid-v5 / Ant-v5 smoothed / uniform``: recorded from gymnasium's env exactly as a user would:
   ``env.unwrapped.data.qpos.copy()`` after each ``env.step``, ``fps = 1 / env.unwrapped.dt``; smoothed
@@ -71,8 +73,19 @@ def perturbed_model(xml: str, rng: np.random.Generator, fps: float) -> tuple[muj
 
 
 class Driver:
-    """Per-frame ctrl of one of three kinds (drawn in ``reset``): smoothed random actions, a PD servo
-    to wandering random joint targets, or a PD servo holding the rest pose with small wobble."""
+    """Ctrl of one of three kinds (drawn in ``reset``): smoothed random actions, a PD servo to
+    wandering random joint targets, or a PD servo holding the rest pose with small wobble.
+
+    ``new_frame`` moves the random parts once per recorded frame; ``ctrl`` is the motor command. The
+    servo law runs every simulator step when ``servo_rate="step"`` (as a real servo does, far faster
+    than a camera), or only once per frame, held in between, with ``"frame"``: a 200-800 N m/rad servo
+    held for a whole 17-50 ms frame is an unstable sampled loop, and the limbs chatter at exactly the
+    frame rate (the recorded joints alternate frame to frame: motion above the clip's Nyquist rate)."""
+
+    def __init__(self, servo_rate: str = "step"):
+        if servo_rate not in ("step", "frame"):
+            raise ValueError(f"servo_rate must be 'step' or 'frame', got {servo_rate!r}")
+        self.servo_rate = servo_rate
 
     def reset(self, m, d, rng):
         self.kind = str(rng.choice(["smooth", "servo", "stand"]))
@@ -90,19 +103,28 @@ class Driver:
         self.kp, self.kd = rng.uniform(2.0, 8.0), rng.uniform(0.1, 0.4)
         return self
 
-    def __call__(self, m, d, rng):
+    def new_frame(self, m, d, rng):
         lo_c, hi_c = m.actuator_ctrlrange.T
         if self.kind == "smooth":
             self.u = 0.85 * self.u + 0.15 * rng.uniform(lo_c, hi_c) * self.scale
-            return self.u
+            return
         goal = np.clip(self.rest + rng.uniform(-1, 1, len(self.rest)) * self.wobble * (self.hi - self.lo),
                        self.lo, self.hi)
         self.target = 0.95 * self.target + 0.05 * goal
+        self.u = self._servo(m, d)
+
+    def ctrl(self, m, d):
+        if self.kind == "smooth" or self.servo_rate == "frame":
+            return self.u
+        return self._servo(m, d)
+
+    def _servo(self, m, d):
+        lo_c, hi_c = m.actuator_ctrlrange.T
         q, v = d.qpos[self.qadr], d.qvel[self.dadr]
         return np.clip(self.kp * (self.target - q) - self.kd * v, lo_c, hi_c)
 
 
-def perturbed_clip(robot: str, fps: float, seed: int) -> Clip:
+def perturbed_clip(robot: str, fps: float, seed: int, servo_rate: str = "step") -> Clip:
     xml, seconds = ROBOTS[robot]
     rng = np.random.default_rng(seed)
     m, steps, info = perturbed_model(xml, rng, fps)
@@ -111,17 +133,19 @@ def perturbed_clip(robot: str, fps: float, seed: int) -> Clip:
     d.qpos[:] = m.qpos0 + rng.uniform(-0.01, 0.01, m.nq)
     d.qvel[:] = rng.uniform(-0.01, 0.01, m.nv)
     mujoco.mj_forward(m, d)
-    driver = Driver().reset(m, d, rng)
+    driver = Driver(servo_rate).reset(m, d, rng)
     n = int(round(seconds * fps)) + 1
     qpos = np.empty((n, m.nq))
     for t in range(n):
         qpos[t] = d.qpos
-        d.ctrl[:] = driver(m, d, rng)
+        driver.new_frame(m, d, rng)
         for _ in range(steps):
+            d.ctrl[:] = driver.ctrl(m, d)
             mujoco.mj_step(m, d)
     if not np.isfinite(qpos).all():
         raise RuntimeError(f"perturbed {robot} clip seed {seed} diverged")
     info["driver"] = driver.kind
+    info["servo_rate"] = servo_rate
     return Clip(qpos=qpos, fps=fps, world=robot, source=f"perturbed:{robot}:{fps:g}fps:{seed}:{json.dumps(info)}")
 
 
@@ -147,11 +171,11 @@ def gym_clip(env_id: str, world: str, seed: int, smooth: bool, max_frames: int) 
                 source=f"{env_id}:{seed}:{'smooth' if smooth else 'uniform'}")
 
 
-def make_groups(n: int, seed: int) -> dict[str, list[Clip]]:
+def make_groups(n: int, seed: int, servo_rate: str = "step") -> dict[str, list[Clip]]:
     groups: dict[str, list[Clip]] = {}
     for k, fps in enumerate((20.0, 30.0, 60.0)):
-        groups[f"humanoid perturbed {fps:g} fps"] = [perturbed_clip("humanoid", fps, seed + 1000 * k + i) for i in range(n)]
-    groups["ant perturbed 20 fps"] = [perturbed_clip("ant", 20.0, seed + 5000 + i) for i in range(n)]
+        groups[f"humanoid perturbed {fps:g} fps"] = [perturbed_clip("humanoid", fps, seed + 1000 * k + i, servo_rate) for i in range(n)]
+    groups["ant perturbed 20 fps"] = [perturbed_clip("ant", 20.0, seed + 5000 + i, servo_rate) for i in range(n)]
     for env_id, world, frames in (("Humanoid-v5", "humanoid", 1000), ("Ant-v5", "ant", 100)):
         for smooth in (True, False):
             groups[f"{env_id} {'smoothed' if smooth else 'uniform'}"] = [
@@ -169,7 +193,7 @@ def slug(group: str) -> str:
 def cmd_make(args) -> None:
     os.makedirs(args.out, exist_ok=True)
     t0 = time.perf_counter()
-    groups = make_groups(args.n, args.seed)
+    groups = make_groups(args.n, args.seed, args.servo_rate)
     index = {}
     for name, clips in groups.items():
         # one file per clip: gym episodes end when the env terminates, so lengths differ
@@ -251,6 +275,9 @@ def main() -> None:
     mk.add_argument("--out", required=True)
     mk.add_argument("--n", type=int, default=12)
     mk.add_argument("--seed", type=int, default=50000)
+    mk.add_argument("--servo-rate", choices=["step", "frame"], default="step",
+                    help="how often the servo drivers update their motor command: every simulator step "
+                         "(default, as a real servo) or once per recorded frame (the limbs chatter at the frame rate)")
     tr = sub.add_parser("track")
     tr.add_argument("dir")
     tr.add_argument("--trackers", nargs="+", default=["pd"])

@@ -4,7 +4,8 @@
 motion recorded under another contact model (stiffer or softer contacts, other friction, masses or
 timestep: every real recording) then drifts: a falling humanoid is chaotic, so a slightly different
 contact sends it 0.4-1.4 m elsewhere and the clip fails although nothing about it is unphysical
-(``experiments/humanoid_heldout.py``: 17-50 % of valid held-out humanoid clips tracked).
+(``experiments/humanoid_heldout.py``: 83 % of valid held-out humanoid clips tracked, 17-50 % of ones
+whose servo-driven limbs chatter at the frame rate).
 
 Residual force control (Yuan & Kitani, RFC, 2020; Luo et al., UHC, 2021) adds an external wrench at
 the root that stands in for what the simulator's contact model gets wrong, and charges for it. Here,
@@ -80,8 +81,7 @@ RESIDUAL_LIMIT_BW = 0.5
 Half of what the cheapest corruption physically needs: hovering takes 1 body weight, sliding a body
 against the floor's friction mu W = 1 body weight (ant and humanoid: mu = 1), a jump of the root far
 more; valid motion needs none, but this PD controller's joint torques are not the recording's, and
-balancing and toppling bodies then need up to ~0.3-0.7 body weight of it (measured, nominal model:
-``experiments/humanoid_heldout.py``). The scorer's 0.25 (``root_residual_bw``) was the first choice
+falling bodies then need up to ~0.3-0.9 body weight of it (measured: ``experiments/humanoid_heldout.py``). The scorer's 0.25 (``root_residual_bw``) was the first choice
 and fails those; the README gives success at 0.25, 0.5, 0.75 and 1.0 from the same rollouts."""
 RESIDUAL_WINDOW_S = 0.5
 """s: the window the residual is averaged over - longer than contact transients (solref time constants
