@@ -48,6 +48,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="write the figures as JSON here")
     p.add_argument("--network-height", action="store_true",
                    help="the network's root height on every frame, not the root sphere's (rlpf.lifting.root_height)")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="with --clips: the first N clips of each group")
+    p.add_argument("--refine", action="store_true",
+                   help="refine every lifted pose against its frame (rlpf.lifting.refine, rlpf lift --refine)")
     args = p.parse_args(argv)
 
     from tqdm import tqdm
@@ -59,14 +62,14 @@ def main(argv=None) -> int:
     from rlpf.lifting.inference import PoseLifter, lift_files
     from rlpf.viz.videos import render_files
 
-    lifter = PoseLifter.load(args.pose, sphere_height=not args.network_height)
+    lifter = PoseLifter.load(args.pose, sphere_height=not args.network_height, refine=args.refine)
     t0 = time.time()
     if args.clips:   # external groups: the clips as they are, no corruption added here
         groups = {}
         for d in args.clips:
             name = os.path.basename(os.path.normpath(d))
             groups[name] = [c for f in sorted(os.listdir(d)) if f.endswith(".npz")
-                            for c in load_clips(os.path.join(d, f))]
+                            for c in load_clips(os.path.join(d, f))][:args.limit]
             if not groups[name]:
                 print(f"{d}: no .npz clip files", file=sys.stderr)
                 return 2

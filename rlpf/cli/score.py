@@ -65,6 +65,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--lifted", metavar="DIR",
                    help="with --pose: where the lifted clips (<video name>.npz) go; default the --out report's "
                         "directory, else ./lifted")
+    s.add_argument("--refine", action="store_true",
+                   help="with --pose: fit each lifted pose to its frame by rendering it (rlpf lift --refine)")
     s.add_argument("--quiet", action="store_true", help="no table, no progress bar")
     s.set_defaults(overrides=[])
     s.set_defaults(func=cmd_score)
@@ -104,6 +106,9 @@ def cmd_score(args) -> int:
         print(f"rlpf score: {videos[0]} is a video: give --pose RUN (a trained rlpf train-pose run) to lift "
               "and score videos", file=sys.stderr)
         return 2
+    if args.refine and args.pose is None:
+        print("rlpf score: --refine refines lifted videos; it needs --pose RUN", file=sys.stderr)
+        return 2
     if args.pose is not None and (args.filter is not None or args.out_dir is not None):
         print("rlpf score: --pose scores videos; --filter / --out-dir curate clip files (lift first: rlpf lift)",
               file=sys.stderr)
@@ -140,7 +145,7 @@ def _score_videos(args, paths: list[str], videos: list[str], cfg) -> int:
     from rlpf.judge.scoring import format_table, score
     from rlpf.lifting.inference import PoseLifter, lift_files
 
-    lifter = PoseLifter.load(args.pose)
+    lifter = PoseLifter.load(args.pose, refine=args.refine)
     if cfg.world is not None and compile_world(cfg.world).name != lifter.world:
         print(f"rlpf score: --world {cfg.world} but the pose run {args.pose} lifts {lifter.world!r} videos",
               file=sys.stderr)

@@ -10,7 +10,9 @@ x, y start at 0 and add up the floor odometry's displacement (rlpf.lifting.odome
 velocity where the registration fails (residual above ``ODOMETRY_MAX_RESIDUAL``); where the root
 carries a sphere that the frame shows clearly (the ant's torso), its height is solved from the
 sphere's upper edge instead of the network's (rlpf.lifting.root_height; ``info["height_from_sphere"]``
-says on which frames); height, orientation and joints are smoothed over ``SMOOTH_FRAMES``. Confidence in
+says on which frames); height, orientation and joints are smoothed over ``SMOOTH_FRAMES``. With
+``refine=True`` each frame's orientation and joints are then fitted to the frame itself by rendering
+candidate poses (rlpf.lifting.refine; ``info["refine_cost_px"]``: the fit before and after). Confidence in
 (0, 1]: 1 / (1 + sigma_z / 2 cm + sigma_joints / 5 deg), from the network's predicted variances,
 halved on frames whose x, y came from the fallback.
 """
@@ -36,18 +38,20 @@ keeps 92 % of a 1.3 Hz gait at 20 fps); the root's x, y (odometry) are not smoot
 class PoseLifter:
     """A finished pose run, ready to lift videos of its world."""
 
-    def __init__(self, run_dir: str, net, meta: dict, sphere_height: bool = True):
+    def __init__(self, run_dir: str, net, meta: dict, sphere_height: bool = True, refine: bool = False):
         self.run_dir, self.net, self.meta = run_dir, net, meta
         self.sphere_height = bool(sphere_height)
+        self.refine = bool(refine)
         self.world = meta["world"]
         self.nq = int(meta["nq"])
         self.mean, self.std = np.asarray(meta["mean"]), np.asarray(meta["std"])
         self._odometry = {}
 
     @classmethod
-    def load(cls, run_dir: str, sphere_height: bool = True) -> PoseLifter:
+    def load(cls, run_dir: str, sphere_height: bool = True, refine: bool = False) -> PoseLifter:
         """The run's network (safetensors) and facts (pose.json); PoseRunError if it is not a finished pose run.
-        ``sphere_height=False``: the network's root height on every frame (for comparison)."""
+        ``sphere_height=False``: the network's root height on every frame (for comparison). ``refine``:
+        fit each lifted pose to its frame by rendering it (rlpf.lifting.refine; ~0.2-1 s per frame)."""
         import torch
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -70,7 +74,7 @@ class PoseLifter:
             raise PoseRunError(f"--pose {run_dir}: unreadable pose run ({type(e).__name__}: {e})") from None
         net.eval()
         torch.set_num_threads(min(2, os.cpu_count() or 1))
-        return cls(run_dir, net, meta, sphere_height)
+        return cls(run_dir, net, meta, sphere_height, refine)
 
     def _odometry_for(self, size: int):
         from rlpf.lifting.odometry import odometry_for
@@ -87,6 +91,15 @@ class PoseLifter:
         key = ("sphere", size)
         if key not in self._odometry:
             self._odometry[key] = root_sphere_for(contract_for(self.world, size), self._odometry_for(size))
+        return self._odometry[key]
+
+    def _refiner_for(self, size: int):
+        from rlpf.lifting.refine import SilhouetteRefiner
+        from rlpf.viz.contract import contract_for
+
+        key = ("refine", size)
+        if key not in self._odometry:
+            self._odometry[key] = SilhouetteRefiner(contract_for(self.world, size))
         return self._odometry[key]
 
     def predict(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -131,13 +144,17 @@ class PoseLifter:
         step[fallback] = y[:-1, L["vel"]][fallback]
         xy = np.vstack([np.zeros((1, 2)), np.cumsum(step, axis=0)])
         qpos = decode(y, self.nq, xy)
+        extra = {}
+        if self.refine:
+            qpos, extra = self._refiner_for(frames.shape[1]).refine(qpos, frames, smooth_frames=SMOOTH_FRAMES)
         sz = sigma[:, L["z"]].mean(axis=1)
         sj = np.degrees(sigma[:, L["joints"]].mean(axis=1))
         conf = 1.0 / (1.0 + sz / 0.02 + sj / 5.0)
         fb = np.r_[False, fallback]
         conf[fb] *= 0.5
         clip = Clip(qpos=qpos, fps=float(fps), world=self.world, source=source)
-        return clip, {"confidence": conf, "odometry_residual": resid, "fallback": fb, "height_from_sphere": seen}
+        return clip, {"confidence": conf, "odometry_residual": resid, "fallback": fb, "height_from_sphere": seen,
+                      **extra}
 
     def lift_video(self, path: str) -> tuple[Clip, dict]:
         frames, fps = read_video(path)
