@@ -146,7 +146,7 @@ class PoseLifter:
         qpos = decode(y, self.nq, xy)
         extra = {}
         if self.refine:
-            qpos, extra = self._refiner_for(frames.shape[1]).refine(qpos, frames, smooth_frames=SMOOTH_FRAMES)
+            qpos, extra = self._refiner_for(frames.shape[1]).refine(qpos, frames, fps=fps, smooth_frames=SMOOTH_FRAMES)
         sz = sigma[:, L["z"]].mean(axis=1)
         sj = np.degrees(sigma[:, L["joints"]].mean(axis=1))
         conf = 1.0 / (1.0 + sz / 0.02 + sj / 5.0)

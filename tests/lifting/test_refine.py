@@ -88,3 +88,38 @@ def test_score_refine_needs_a_pose_run(tmp_path, capsys):
 
     assert main(["score", str(tmp_path), "--refine"]) == 2
     assert "--refine refines lifted videos; it needs --pose RUN" in capsys.readouterr().err
+
+
+def test_key_frames_are_searched_and_the_frames_between_interpolated(scene):
+    clip, frames, refiner = scene
+    T = 5
+    lifted = clip.qpos[:T].copy()
+    lifted[:, 3:7] /= np.linalg.norm(lifted[:, 3:7], axis=1, keepdims=True)
+    lifted[:, 8] += np.radians(8.0)                          # the same error on every frame (ankle_1)
+    out, info = refiner.refine(lifted, frames[:T], fps=20.0, smooth_frames=0)   # KEY_SECONDS 0.1: every 2nd
+    assert list(info["refine_key_frames"]) == [0, 2, 4]
+    assert np.isnan(info["refine_cost_px"][[1, 3]]).all() and np.isfinite(info["refine_cost_px"][[0, 2, 4]]).all()
+    fix = out[:, 8] - lifted[:, 8]
+    np.testing.assert_allclose(fix[1], 0.5 * (fix[0] + fix[2]), atol=1e-9)
+    assert abs(np.degrees(out[:, 8] - clip.qpos[:T, 8])).mean() < 4.0
+
+
+def test_no_move_adds_a_violation_the_lifted_pose_did_not_have(scene):
+    clip, frames, refiner = scene
+    m = refiner.model
+    q = clip.qpos[6].copy()
+    q[3:7] /= np.linalg.norm(q[3:7])
+    refiner._limits_of(q)
+    j = 2                                                   # ankle_1, put exactly at its upper limit
+    q[m.jnt_qposadr[j]] = m.jnt_range[j, 1]
+    refiner._limits_of(q)
+    past = q.copy()
+    past[m.jnt_qposadr[j]] += np.radians(2.0)
+    assert refiner._within(q, q) and not refiner._within(past, q)
+    sunk = q.copy()
+    sunk[2] -= refiner._depth(q) + 0.05 + (q[2] - refiner._cw.floor_z)   # well inside the floor
+    assert refiner._depth(sunk) > 0.04
+    refiner._limits_of(q)
+    assert not refiner._within(sunk, q)                     # deeper than the lifted pose: refused
+    refiner._limits_of(sunk)
+    assert refiner._within(sunk, sunk)                      # a sunk lifted pose may stay sunk
