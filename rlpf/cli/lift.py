@@ -22,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--refine", action="store_true",
                    help="fit each lifted pose to its frame by rendering it under the contract and comparing body "
                         "parts (rlpf.lifting.refine): joints read better on motion unlike the run's training clips; "
-                        "~0.4-0.6 s per frame on 2 cores")
+                        "~0.4-0.9 s per frame on 2 cores")
     s.add_argument("--quiet", action="store_true", help="no progress bar, no listing")
     s.set_defaults(func=cmd_lift)
 

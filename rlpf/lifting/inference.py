@@ -51,7 +51,7 @@ class PoseLifter:
     def load(cls, run_dir: str, sphere_height: bool = True, refine: bool = False) -> PoseLifter:
         """The run's network (safetensors) and facts (pose.json); PoseRunError if it is not a finished pose run.
         ``sphere_height=False``: the network's root height on every frame (for comparison). ``refine``:
-        fit each lifted pose to its frame by rendering it (rlpf.lifting.refine; ~0.4-0.6 s per frame on 2 cores)."""
+        fit each lifted pose to its frame by rendering it (rlpf.lifting.refine; ~0.4-0.9 s per frame on 2 cores)."""
         import torch
         from safetensors import SafetensorError
         from safetensors.torch import load_file

@@ -27,8 +27,8 @@ pose whose rendering matches the frame's body parts best:
   past its range than the lifted pose did (first tried without: refined joints drifted past their
   limits and feet into the floor, and 4 of 6 valid clips were flagged for it). So the refinement
   never creates a violation the network did not read; it removes what the frame contradicts, and a
-  sunk, floating or over-bent body the network read stays so (a leg hidden behind the torso costs the same
-  anywhere behind it, so it stays where the network put it).
+  sunk, floating or over-bent body the network read stays so. A leg hidden behind the torso costs the
+  same anywhere behind it, so it stays where the network put it.
 * **kept as lifted**: the root's x, y (floor odometry) and height (the torso sphere,
   rlpf.lifting.root_height) - both measured to millimetres, far better than joints - so the
   refinement cannot move a sunk or floating body back onto the floor: it changes how the limbs are
@@ -37,8 +37,8 @@ pose whose rendering matches the frame's body parts best:
 The refined joints and orientation are smoothed over time like the network's (``SMOOTH_FRAMES`` of
 rlpf.lifting.inference). Cost: one render per evaluation at the video's own size: at half of it a
 pixel is ~4 cm and a 10 degree ankle error moves the fit by about a pixel (6 frames of a servoed ant,
-joints perturbed by U(+-10) degrees: mean error 5.0 -> 3.8 degrees at 64 px, -> 2.4 at 128, two of
-the six frames within 0.6). ``info["refine_cost_px"]`` holds each frame's cost before and after.
+joints perturbed by U(+-10) degrees: mean error 5.0 -> 3.8 degrees at 64 px, -> 2.3-2.5 at 128, three
+of the six frames within 0.7). ``info["refine_cost_px"]`` holds each frame's cost before and after.
 """
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ class SilhouetteRefiner:
         self._kin = mujoco.MjData(cw.model)          # kinematics of candidates (depth below the floor)
         self._r = contract.renderer(self.size)
         m = self._r.model
-        self.model, self.data = m, self._r.data
+        self.model = m
         robot = [g for g in range(m.ngeom) if self._r._in_robot(int(m.geom_bodyid[g])) and m.geom_rgba[g, 3] > 0]
         colours = {}
         for g in robot:
@@ -176,6 +176,10 @@ class SilhouetteRefiner:
         q = np.asarray(small, np.uint8) >> 3
         return self._lut[q[..., 0], q[..., 1], q[..., 2]]
 
+    def rendered_labels(self, qpos: np.ndarray) -> np.ndarray:
+        """``labels`` of ``qpos`` rendered under the contract at the refiner's size."""
+        return self.labels(self._r.frames(np.asarray(qpos, np.float64)[None])[0])
+
     # -- rendering ------------------------------------------------------------------------------
     def _segment(self, r, qpos: np.ndarray) -> np.ndarray:
         """[H, W] geom id per pixel (-1 background) of ``qpos`` under renderer ``r``'s camera."""
@@ -196,10 +200,6 @@ class SilhouetteRefiner:
         geom = seg[..., 0].astype(np.int64)
         geom[seg[..., 1] != int(mujoco.mjtObj.mjOBJ_GEOM)] = -1
         return geom
-
-    def rendered_labels(self, qpos: np.ndarray) -> np.ndarray:
-        """``labels`` of ``qpos`` rendered under the contract at the refiner's size."""
-        return self.labels(self._r.frames(np.asarray(qpos, np.float64)[None])[0])
 
     # -- cost -----------------------------------------------------------------------------------
     def _observed(self, labels: np.ndarray):
@@ -226,13 +226,7 @@ class SilhouetteRefiner:
         from scipy.ndimage import distance_transform_edt
 
         crop, parts = observed
-        img = self._r.frames(np.asarray(qpos, np.float64)[None])[0]
-        if img.shape[0] != self.size:
-            from rlpf.lifting.frames import resize
-
-            img = resize(img[None], self.size)[0]
-        q = img[crop] >> 3
-        lab = self._lut[q[..., 0], q[..., 1], q[..., 2]]
+        lab = self.rendered_labels(qpos)[crop]
         total = 0.0
         for k, (mask, dt_obs) in enumerate(parts, start=1):
             mine = lab == k
@@ -283,7 +277,7 @@ class SilhouetteRefiner:
         if what[0] == "rot":
             turn = np.zeros(3)
             turn[what[1]] = signs[0] * step
-            out[3:7] = _rotate(q[3:7], turn)
+            out[3:7] = _turned(q[3:7], turn, body_frame=False)
         else:
             for j, sign in zip(what[1:], signs):
                 out[self._qadr[j]] += sign * step
@@ -369,22 +363,20 @@ class SilhouetteRefiner:
         """Pose ``q`` with a correction (body-frame rotation vector, joint deltas) applied."""
         out = q.copy()
         out[self._qadr] += fix[3:]
-        angle = float(np.linalg.norm(fix[:3]))
-        if angle > 1e-12:
-            dq, r = np.empty(4), np.empty(4)
-            mujoco.mju_axisAngle2Quat(dq, fix[:3] / angle, angle)
-            mujoco.mju_mulQuat(r, q[3:7], dq)
-            out[3:7] = r / np.linalg.norm(r)
+        out[3:7] = _turned(q[3:7], fix[:3], body_frame=True)
         return out
 
 
-def _rotate(quat: np.ndarray, rotvec: np.ndarray) -> np.ndarray:
-    """The unit quaternion ``quat`` turned by the world-frame rotation vector ``rotvec``."""
-    dq = np.empty(4)
+def _turned(quat: np.ndarray, rotvec: np.ndarray, body_frame: bool) -> np.ndarray:
+    """The unit quaternion ``quat`` turned by the rotation vector ``rotvec``, given in the world frame
+    or in the body's own frame (``body_frame``: as ``mju_subQuat`` returns differences)."""
     angle = float(np.linalg.norm(rotvec))
     if angle < 1e-12:
         return quat.copy()
+    dq, out = np.empty(4), np.empty(4)
     mujoco.mju_axisAngle2Quat(dq, rotvec / angle, angle)
-    out = np.empty(4)
-    mujoco.mju_mulQuat(out, dq, quat)
+    if body_frame:
+        mujoco.mju_mulQuat(out, quat, dq)
+    else:
+        mujoco.mju_mulQuat(out, dq, quat)
     return out / np.linalg.norm(out)
