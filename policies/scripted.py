@@ -30,7 +30,9 @@ class JointServo:
     ``hold`` seconds and approached through a low-pass: poses anywhere in the joint space, held or
     moving (``spread`` near 0: holding the rest pose with a small wobble).
 
-    Targets are ``rest + U(-1, 1) * spread * (hi - lo)``, clipped to the joint range; ``spread``,
+    Targets are ``centre + U(-1, 1) * spread * (hi - lo)``, clipped to the joint range, where
+    ``centre`` is the rest pose clipped into the range (the ant's ankles rest at 0, outside theirs:
+    centred on 0 their targets would all clip to the near limit; spread 1 reaches the far one); ``spread``,
     ``hold``, ``kp`` (ctrl per rad) and ``kd`` (ctrl per rad/s) may be ``(lo, hi)`` ranges drawn at
     each ``reset``. Joints without a range get +-1 rad about the rest pose.
     """
@@ -48,13 +50,14 @@ class JointServo:
         limited = m.jnt_range[jnt, 0] < m.jnt_range[jnt, 1]
         self.lo = np.where(limited, m.jnt_range[jnt, 0], self.rest - 1.0)
         self.hi = np.where(limited, m.jnt_range[jnt, 1], self.rest + 1.0)
-        self.target = np.clip(self.rest, self.lo, self.hi)
+        self.centre = np.clip(self.rest, self.lo, self.hi)
+        self.target = self.centre.copy()
         self.goal, self.next_draw = self.target.copy(), d.time
 
     def __call__(self, m, d, rng):
         if d.time >= self.next_draw:
             noise = rng.uniform(-1, 1, len(self.rest)) * self.spread * (self.hi - self.lo)
-            self.goal = np.clip(self.rest + noise, self.lo, self.hi)
+            self.goal = np.clip(self.centre + noise, self.lo, self.hi)
             self.next_draw = d.time + self.hold
         self.target = self.smoothing * self.target + (1 - self.smoothing) * self.goal
         u = self.kp * (self.target - d.qpos[self.qadr]) - self.kd * d.qvel[self.dadr]

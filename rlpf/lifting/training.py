@@ -32,13 +32,13 @@ class TrainPoseConfig:
 
     world: str = "ant"
     """World whose clips are rendered (it needs a data generator and a floating root)."""
-    clips: int = 320
+    clips: int = 960
     """Simulated clips rendered for training (make_dataset), a tenth of them held out for metrics."""
     frames: int = 64
     """Frames per clip (a multiple of 4)."""
     corrupt_fraction: float = 0.5
     """Fraction of the clips corrupted (float, sink, levitate, skate, teleport at random amounts)."""
-    reset_fraction: float = 0.25
+    reset_fraction: float = 0.5
     """Fraction of the clips simulated from the reset by scripted controllers (AntGait, SmoothRandom,
     JointServo across the joint ranges and holding the rest pose), each under its own contact model,
     friction and masses, instead of the labelled gaits (rlpf.lifting.dataset.reset_clips)."""
@@ -52,7 +52,7 @@ class TrainPoseConfig:
     """Per-frame embedding width."""
     temporal_layers: int = 3
     """Residual dilated 1-D convolutions over time (kernel 5, dilation 1, 2, 4, ...)."""
-    steps: int = 2000
+    steps: int = 3000
     """Optimizer steps (the one field a resumed run may change: train it further or finish it sooner;
     the cosine schedule then follows the new total)."""
     batch: int = 8

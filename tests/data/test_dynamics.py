@@ -66,3 +66,22 @@ def test_joint_servo_targets_stay_in_range_and_spread_the_poses():
     # past the drop from the reset pose (ankles at 0, outside their range): inside the soft limits
     assert np.all(wide.qpos[20:, qa] > lo - 0.1) and np.all(wide.qpos[20:, qa] < hi + 0.1)
     assert np.all(np.abs(wide.actions) <= 1.0)
+
+
+def test_joint_servo_reaches_both_limits_of_a_range_its_rest_pose_lies_outside():
+    # the ant's ankles rest at 0, outside their 30-70 degree ranges: targets centred on the rest pose
+    # clipped into the range reach the far limit with spread 1, as random-action recordings do
+    from rlpf.data.simulate import simulate
+    from rlpf.policies.scripted import JointServo
+
+    m = compile_world("ant").model
+    jnt = m.actuator_trnid[:, 0]
+    lo, hi = m.jnt_range[jnt].T
+    ankles = [a for a in range(m.nu) if lo[a] > 0 or hi[a] < 0]
+    assert ankles
+    qa = m.jnt_qposadr[jnt[ankles]]
+    clip = simulate("ant", JointServo(spread=(1.0, 1.0), hold=(0.3, 0.3)), 200, seed=2)
+    q = np.abs(clip.qpos[20:, qa])
+    mid = (np.abs(lo[ankles]) + np.abs(hi[ankles])) / 2
+    assert np.all(q.max(axis=0) > mid)                    # every ankle goes into the far half
+    assert np.all((q < mid).mean(axis=0) > 0.1)           # and spends time in the near one
