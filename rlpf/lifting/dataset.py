@@ -45,8 +45,7 @@ def turned(clip: Clip, yaw: float, offset) -> Clip:
 def reset_clips(world: str, n: int, seed: int, frames: int, dynamics: bool = True) -> list[Clip]:
     """``n`` clips simulated from the world's reset without a warm-up, by scripted controllers in
     turn (``AntGait``, ``SmoothRandom`` from uniform to smoothed actions, ``JointServo`` to targets
-    anywhere in the joint ranges, and
-    ``JointServo`` holding the rest pose): the poses a gym recording from reset holds (legs flat at
+    anywhere in the joint ranges, and ``JointServo`` holding the rest pose): the poses a gym recording from reset holds (legs flat at
     the reset, the drop onto them, random actions, servoed poses) that the labelled gaits never reach.
     ``dynamics``: each clip under its own contact model, friction and masses
     (``rlpf.data.dynamics.randomized_model``), so feet sit in the floor as other contact models let them."""
