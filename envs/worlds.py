@@ -581,10 +581,21 @@ def model_path(world: World) -> str:
 
 
 @functools.lru_cache(maxsize=16)
-def _compile(world: World) -> CompiledWorld:
+def load_model(world: World, edit=None) -> mujoco.MjModel:
+    """The MjModel of ``world`` as compile_world has it (its MJCF, ``prepare``, ``placements``).
+
+    edit: optional ``edit(spec: mujoco.MjSpec)`` applied to the MJCF's spec before compiling (the
+    video contract's visual markers, rlpf.viz.contract); the world's own model is never edited."""
     xml = model_path(world)
     try:
-        m = mujoco.MjModel.from_xml_path(xml)
+        if edit is None:
+            m = mujoco.MjModel.from_xml_path(xml)
+        else:
+            spec = mujoco.MjSpec.from_file(xml)
+            edit(spec)
+            m = spec.compile()
+    except UnknownWorldError:
+        raise
     except Exception as e:
         raise UnknownWorldError(f"world {world.name!r}: cannot load {xml}: {e}") from None
     if world.prepare is not None:
@@ -594,6 +605,12 @@ def _compile(world: World) -> CompiledWorld:
         if b < 0:
             raise UnknownWorldError(f"world {world.name!r}: placement of a body {body_name!r} that {xml} does not have")
         m.body_pos[b] = pos
+    return m
+
+
+def _compile(world: World) -> CompiledWorld:
+    xml = model_path(world)
+    m = load_model(world)
 
     def lookup(kind, name):
         i = mujoco.mj_name2id(m, kind, name)

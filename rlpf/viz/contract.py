@@ -45,6 +45,57 @@ _ANT_LEG_GEOMS = {1: ("left_leg_geom", "left_ankle_geom"),
 
 
 @dataclass(frozen=True)
+class Marker:
+    """A visual-only geom the contract adds to one body: it renders, but it has no collision and no
+    mass, and it exists only in the renderers' copy of the model (the world's physics is untouched)."""
+
+    name: str
+    """Geom name (must not clash with the world's)."""
+    body: str
+    """Body it is fixed to."""
+    type: str
+    """"sphere" or "cylinder" (a cylinder's axis is the body's z)."""
+    size: tuple
+    """MuJoCo geom size (sphere: (radius,); cylinder: (radius, half-height)), m."""
+    rgba: tuple
+    """Colour (r, g, b, a), 0-1."""
+    pos: tuple = (0.0, 0.0, 0.0)
+    """Position in the body's frame (m)."""
+
+    def add_to(self, spec) -> None:
+        """Add this geom to a ``mujoco.MjSpec`` of the world's MJCF."""
+        import mujoco
+
+        types = {"sphere": mujoco.mjtGeom.mjGEOM_SPHERE, "cylinder": mujoco.mjtGeom.mjGEOM_CYLINDER}
+        if self.type not in types:
+            raise RenderError(f"marker {self.name!r}: type must be one of {sorted(types)}, got {self.type!r}")
+        body = spec.body(self.body)
+        if body is None:
+            raise RenderError(f"marker {self.name!r}: the world has no body {self.body!r}")
+        g = body.add_geom()
+        g.name, g.type = self.name, types[self.type]
+        g.size = (list(self.size) + [0.0, 0.0, 0.0])[:3]
+        g.pos, g.rgba = list(self.pos), list(self.rgba)
+        g.contype, g.conaffinity, g.density, g.mass = 0, 0, 0.0, 0.0
+
+
+ANT_MARKERS = (
+    Marker("contract_front", "torso", "sphere", (0.07,), (0.10, 0.80, 0.85, 1.0), pos=(0.25, 0.0, 0.0)),
+    Marker("contract_back", "torso", "sphere", (0.07,), (0.55, 0.25, 0.90, 1.0), pos=(-0.25, 0.0, 0.0)),
+    Marker("contract_left", "torso", "sphere", (0.07,), (0.85, 0.20, 0.75, 1.0), pos=(0.0, 0.25, 0.0)),
+    Marker("contract_right", "torso", "sphere", (0.07,), (0.85, 0.20, 0.75, 1.0), pos=(0.0, -0.25, 0.0)),
+)
+"""The ant torso's markings: four spots (7 cm spheres centred on its surface) on the equator between
+the legs, cyan at the front (+x, between legs 1 and 4), violet at the back, magenta at the sides.
+The torso is a plain sphere: without them its orientation shows only where the legs leave it, and
+lifted orientation was 7-8 deg off on clips the project did not make (README). A spot's place on
+the sphere's disc draws the torso's tilt and yaw directly, wherever it turns. They stay on the
+equator, below the sphere's upper arc that root height is read from (rlpf.lifting.root_height: the
+arc is at ~55 deg latitude for an upright torso; a spot reaches 16 deg), and each is a colour no leg
+has, so the refiner's part labels keep them apart."""
+
+
+@dataclass(frozen=True)
 class VideoContract:
     """How one world's clips look on video (docs/video-contract.md)."""
 
@@ -64,6 +115,8 @@ class VideoContract:
     """((geom name, (r, g, b, a)), ...) colours that differ from the world's MJCF."""
     floor: tuple | None = None
     """(dark RGB, light RGB) 0-255 of the floor's checker texture; None keeps the MJCF's."""
+    markers: tuple = ()
+    """Visual-only geoms (Marker) added to the robot so that its pose reads from a frame."""
     notes: str = ""
     """What else a reader of these videos may assume (shown by ``rlpf render --help``)."""
 
@@ -72,7 +125,7 @@ class VideoContract:
         s = int(size or self.size)
         r = ClipRenderer(world or self.world, s, s, distance=self.distance, elevation=self.elevation,
                          azimuth=self.azimuth, follow="xyz" if self.lookat_z is None else "xy",
-                         lookat_z=self.lookat_z, geom_rgba=dict(self.geom_rgba))
+                         lookat_z=self.lookat_z, geom_rgba=dict(self.geom_rgba), markers=self.markers)
         if self.floor is not None:
             r.set_floor_colours(*self.floor)
         return r
@@ -82,9 +135,10 @@ CONTRACTS: dict[str, VideoContract] = {
     "ant": VideoContract(
         world="ant", size=128, distance=2.5, elevation=-35.0, azimuth=90.0, lookat_z=0.6,
         geom_rgba=tuple((g, ANT_LEG_COLOURS[leg]) for leg, geoms in _ANT_LEG_GEOMS.items() for g in geoms),
-        floor=None,
+        floor=None, markers=ANT_MARKERS,
         notes="torso and its four hip segments tan (MJCF colour), legs red / green / blue / yellow after "
-              "hip_1..hip_4; the MJCF's checker "
+              "hip_1..hip_4; four spots on the torso's equator between the legs: cyan at its front (+x), "
+              "violet at its back, magenta at its sides; the MJCF's checker "
               "floor (0.667 m squares, period 1.333 m), MuJoCo's default light and headlight"),
 }
 """The contracts rlpf has; another world gets ``default_contract`` until it declares its own."""

@@ -143,19 +143,23 @@ class ClipRenderer:
     x and y at the fixed height ``lookat_z``, so root height stays visible against the floor: the
     video contract, rlpf.viz.contract). ``lookat_offset`` ([3], world frame) is added to the tracked point.
     geom_rgba: ``{geom name: (r, g, b, a)}`` colours set on this renderer's private copy of the model.
+    markers: visual-only geoms added to that private copy (objects with ``add_to(spec)``, e.g.
+    rlpf.viz.contract.Marker): the model is recompiled from the world's MJCF with them, so they render,
+    segment and reflect like the world's own geoms; qpos and bodies stay the world's.
     """
 
     def __init__(self, world, width: int = 256, height: int = 256, camera="track", *,
                  distance: float | None = None, elevation: float = -20.0, azimuth: float = 90.0,
                  fast: bool = True, follow: str = "xyz", lookat_z: float | None = None,
-                 geom_rgba: dict | None = None):
+                 geom_rgba: dict | None = None, markers=()):
         import mujoco
 
         from rlpf.envs.worlds import CompiledWorld, compile_world
 
         cw = world if isinstance(world, CompiledWorld) else compile_world(world)
         self.world = cw
-        model = copy.copy(cw.model)  # a private copy: visual settings must not leak into the shared model
+        # a private copy: visual settings must not leak into the shared model
+        model = _marked_model(cw, markers) if markers else copy.copy(cw.model)
         if fast:
             model.vis.quality.offsamples = FAST_OFFSAMPLES
             model.vis.quality.shadowsize = FAST_SHADOWSIZE
@@ -282,8 +286,9 @@ class ClipRenderer:
         """Id of the 2-D texture on the world's floor (its material's RGB texture), or None."""
         import mujoco
 
-        floor = self.world.floor_geom
-        if floor is None or self.model.geom_matid[floor] < 0:
+        floor = (mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_GEOM, self.world.world.floor)
+                 if self.world.floor_geom is not None else -1)   # by name: markers shift geom ids
+        if floor < 0 or self.model.geom_matid[floor] < 0:
             return None
         tex = int(self.model.mat_texid[self.model.geom_matid[floor], int(mujoco.mjtTextureRole.mjTEXROLE_RGB)])
         return tex if tex >= 0 and self.model.tex_type[tex] == int(mujoco.mjtTexture.mjTEXTURE_2D) else None
@@ -319,6 +324,21 @@ class ClipRenderer:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _marked_model(cw, markers):
+    """The world's model recompiled with visual ``markers`` added (rlpf.viz.contract.Marker)."""
+    from rlpf.envs.worlds import load_model
+
+    def edit(spec):
+        for mk in markers:
+            mk.add_to(spec)
+
+    model = load_model(cw.world, edit)
+    if model.nq != cw.model.nq or model.nbody != cw.model.nbody:
+        raise RenderError(f"markers of world {cw.name!r} must add geoms only (nq {cw.model.nq} -> {model.nq}, "
+                          f"bodies {cw.model.nbody} -> {model.nbody})")
+    return model
 
 
 def _tint_red(frame: np.ndarray) -> np.ndarray:
