@@ -594,7 +594,7 @@ def load_model(world: World, edit=None) -> mujoco.MjModel:
             spec = mujoco.MjSpec.from_file(xml)
             edit(spec)
             m = spec.compile()
-    except UnknownWorldError:
+    except RLPFError:   # the edit's own error (a marker on a missing body) names what is wrong
         raise
     except Exception as e:
         raise UnknownWorldError(f"world {world.name!r}: cannot load {xml}: {e}") from None

@@ -9,6 +9,7 @@ float 0.1 m, sink 0.08 m, skate 0.6 m/s, teleport 0.5 m), are written as clip fi
     joint angle error (deg, mean |error| over frames and joints)
     root position error (cm, mean over frames of |xyz error|; true x, y taken relative to frame 0)
     root height error (cm, mean |z error|)
+    root orientation error (deg, mean rotation angle between the true and lifted torso orientation)
     verdict agreement: plausible-or-not of rlpf.score on the lifted clip == on the true clip
 
 Known limits measured: monocular depth (root x error across the image vs y error along the view)
@@ -134,8 +135,15 @@ def _leg_far_side(qpos: np.ndarray) -> np.ndarray:
     return out
 
 
+def _rotation_deg(qa: np.ndarray, qb: np.ndarray) -> np.ndarray:
+    """[T] angle (deg) of the rotation between unit quaternions qa and qb (w, x, y, z), sign-free."""
+    qa = qa / np.linalg.norm(qa, axis=1, keepdims=True)
+    qb = qb / np.linalg.norm(qb, axis=1, keepdims=True)
+    return np.degrees(2 * np.arccos(np.clip(np.abs((qa * qb).sum(axis=1)), 0.0, 1.0)))
+
+
 def measure(true_clips, lifted, true_rep, lift_rep) -> dict:
-    joint, pos, height, ex, ey, far, near = [], [], [], [], [], [], []
+    joint, pos, height, ex, ey, far, near, ori = [], [], [], [], [], [], [], []
     for c, l in zip(true_clips, lifted):
         q, p = np.asarray(c.qpos), np.asarray(l.qpos)
         tq = q.copy()
@@ -144,6 +152,7 @@ def measure(true_clips, lifted, true_rep, lift_rep) -> dict:
         joint.append(jerr.mean())
         pos.append(np.linalg.norm(p[:, :3] - tq[:, :3], axis=1).mean() * 100)
         height.append(np.abs(p[:, 2] - tq[:, 2]).mean() * 100)
+        ori.append(_rotation_deg(tq[:, 3:7], p[:, 3:7]).mean())
         ex.append(np.abs(p[:, 0] - tq[:, 0]).mean() * 100)
         ey.append(np.abs(p[:, 1] - tq[:, 1]).mean() * 100)
         side = _leg_far_side(q)
@@ -155,7 +164,7 @@ def measure(true_clips, lifted, true_rep, lift_rep) -> dict:
     assert len(verdict_true) == len(verdict_lift) == len(true_clips), (true_rep.errors, lift_rep.errors)
     agree = [a == b for a, b in zip(verdict_true, verdict_lift)]
     return {"n": len(true_clips), "joint_deg": float(np.mean(joint)), "root_pos_cm": float(np.mean(pos)),
-            "root_height_cm": float(np.mean(height)), "root_x_cm": float(np.mean(ex)), "root_y_cm": float(np.mean(ey)),
+            "root_height_cm": float(np.mean(height)), "orientation_deg": float(np.mean(ori)), "root_x_cm": float(np.mean(ex)), "root_y_cm": float(np.mean(ey)),
             "joint_deg_far_legs": float(np.mean(far)) if far else None,
             "joint_deg_near_legs": float(np.mean(near)) if near else None,
             "true_plausible": float(np.mean(verdict_true)), "lifted_plausible": float(np.mean(verdict_lift)),
@@ -164,9 +173,9 @@ def measure(true_clips, lifted, true_rep, lift_rep) -> dict:
 
 
 def table(results: dict) -> str:
-    head = ["kind", "n", "joint deg", "root pos cm", "root z cm", "x cm", "y cm (depth)", "far/near legs deg",
+    head = ["kind", "n", "joint deg", "orient deg", "root pos cm", "root z cm", "x cm", "y cm (depth)", "far/near legs deg",
             "plausible true", "plausible lifted", "agreement"]
-    rows = [[k, str(r["n"]), f"{r['joint_deg']:.2f}", f"{r['root_pos_cm']:.2f}", f"{r['root_height_cm']:.2f}",
+    rows = [[k, str(r["n"]), f"{r['joint_deg']:.2f}", f"{r['orientation_deg']:.2f}", f"{r['root_pos_cm']:.2f}", f"{r['root_height_cm']:.2f}",
              f"{r['root_x_cm']:.2f}", f"{r['root_y_cm']:.2f}",
              f"{r['joint_deg_far_legs']:.2f}/{r['joint_deg_near_legs']:.2f}",
              f"{r['true_plausible']:.0%}", f"{r['lifted_plausible']:.0%}", f"{r['agreement']:.0%}"]

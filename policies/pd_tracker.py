@@ -113,8 +113,19 @@ class PDTracker(Tracker):
         self._limit = None if self.torque_scale is None else self.torque_scale * np.asarray(cw.torque_limit, float)[keep]
         self._actuator = np.array([_actuator_of_joint(m, m.dof_jntid[v]) for v in self._dofs], int)
         self._bodies = robot_bodies(cw)
+        self._plant = m            # the model simulated; the controller's reference uses cw.model
         self._data = mujoco.MjData(m)
         self._scratch = mujoco.MjData(m)
+
+    def set_plant(self, model: mujoco.MjModel) -> None:
+        """Simulate ``model`` (the world's model under other physics: rlpf.data.dynamics) while the
+        controller keeps computing its feedforward and gains from the world's own model - a
+        controller tuned on one physics run on another, as in a second simulator."""
+        m = self.cw.model
+        if (model.nq, model.nv, model.nbody, model.ngeom) != (m.nq, m.nv, m.nbody, m.ngeom):
+            raise ValueError(f"set_plant: the plant must be world {self.cw.name!r}'s model with other parameters")
+        self._plant = model
+        self._data = mujoco.MjData(model)
 
     def spec(self) -> tuple:
         return PDTracker, {"world": self._spec_world, "kp": self.kp, "kd": self.kd, "torque_scale": self.torque_scale,
@@ -135,11 +146,11 @@ class PDTracker(Tracker):
             return self._failed(clip, max(T, 1), f"not a finite [T >= 2, nq={m.nq}] clip of world {cw.name!r}")
         with _quiet_mujoco():
             ref = reference_dynamics(clip, cw, self._dofs)
-            d = self._data
-            mujoco.mj_resetData(m, d)
+            d, plant = self._data, self._plant
+            mujoco.mj_resetData(plant, d)
             d.qpos[:] = ref.qpos[0]
             d.qvel[:] = ref.qvel[0]
-            mujoco.mj_forward(m, d)
+            mujoco.mj_forward(plant, d)
             depth = start_depth(cw, d)
             if depth > START_PENETRATION_M:
                 return self._failed(clip, T, f"the first frame is {depth:.3f} m inside the floor", start_depth_m=depth)
@@ -164,7 +175,7 @@ class PDTracker(Tracker):
 
     def _rollout(self, ref: "Reference", fps: float, T: int):
         """Simulate from the state already in ``self._data``; qpos and mean torque per frame, and why it failed."""
-        m, d = self.cw.model, self._data
+        m, d = self._plant, self._data
         q_t, v_t, ff_t, step_of_frame = self._targets(ref, fps)
         kp_i, kd_i = self.kp * ref.inertia, self.kd * ref.inertia
         qpos = np.full((T, m.nq), np.nan)
@@ -209,7 +220,7 @@ class PDTracker(Tracker):
 
     def _targets(self, ref: "Reference", fps: float):
         """Per simulator step: joint position and velocity targets and feedforward torques, and each frame's step."""
-        h = self.cw.model.opt.timestep
+        h = self._plant.opt.timestep
         T = len(ref.qpos)
         step_of_frame = np.round(np.arange(T) / (fps * h)).astype(int)   # frame k is recorded after this many steps
         n_steps = int(step_of_frame[-1])

@@ -399,7 +399,10 @@ _BUILTIN_TRACKERS = {"pd": ("rlpf.policies.pd_tracker:world_pd_tracker", "PD + i
                                 "PD + inverse dynamics in PyBullet (a second physics engine; ant, humanoid)"),
                      "pd-residual": ("rlpf.policies.residual_tracker:ResidualTracker",
                                      "PD + inverse dynamics plus a root residual wrench that success charges "
-                                     "(UHC/RFC; floating-root worlds)")}
+                                     "(UHC/RFC; floating-root worlds)"),
+                     "pd-randomized": ("rlpf.policies.randomized_tracker:RandomizedTracker",
+                                       "PD + inverse dynamics on 4 randomized plants (contacts, friction, "
+                                       "masses); success only when every one tracks")}
 for _name, (_factory, _doc) in _BUILTIN_TRACKERS.items():
     register_tracker(_name, _factory, doc=_doc)
 

@@ -56,3 +56,40 @@ def test_other_worlds_get_a_default_contract_and_sizes_are_checked():
     assert contract_for("humanoid").lookat_z is not None and contract_for("pusher").lookat_z is None
     with pytest.raises(RenderError, match="16-1024"):
         contract_for("ant", 8)
+
+
+def _colour_pixels(frame, rgb, tol=60):
+    return int((np.abs(frame.astype(int) - np.array(rgb) * 255).max(axis=-1) < tol).sum())
+
+
+def test_torso_markers_render_and_turn_with_the_torso_and_leave_the_world_alone(renderer):
+    """The spots are drawn (cyan at the torso's +x), move when the torso yaws, and the world's own
+    model - the physics the scorer and trackers use - has no marker geoms."""
+    import mujoco
+
+    from rlpf.envs.worlds import compile_world
+    from rlpf.viz.contract import ANT_MARKERS
+
+    cw = compile_world("ant")
+    assert mujoco.mj_name2id(cw.model, mujoco.mjtObj.mjOBJ_GEOM, "contract_front") < 0
+    assert mujoco.mj_name2id(renderer.model, mujoco.mjtObj.mjOBJ_GEOM, "contract_front") >= 0
+    assert renderer.model.nq == cw.model.nq and renderer.model.ngeom == cw.model.ngeom + len(ANT_MARKERS)
+    front = next(m for m in ANT_MARKERS if m.name == "contract_front")
+    q = cw.model.qpos0.copy()
+    facing_camera = q.copy()                       # yaw -90 deg: the torso's +x looks at the camera (-y)
+    facing_camera[3:7] = [np.cos(-np.pi / 4), 0, 0, np.sin(-np.pi / 4)]
+    away = q.copy()                                # yaw +90 deg: the front spot is behind the sphere
+    away[3:7] = [np.cos(np.pi / 4), 0, 0, np.sin(np.pi / 4)]
+    a, b = renderer.frames(np.stack([facing_camera, away]))
+    assert _colour_pixels(a, front.rgba[:3]) >= 3
+    assert _colour_pixels(b, front.rgba[:3]) < _colour_pixels(a, front.rgba[:3]) / 2
+
+
+def test_a_marker_on_a_missing_body_or_of_an_unknown_type_is_a_clear_error():
+    from rlpf.viz.contract import Marker
+    from rlpf.viz.render import ClipRenderer, RenderError
+
+    with pytest.raises(RenderError, match="no body 'tail'"):
+        ClipRenderer("ant", 32, 32, markers=(Marker("m", "tail", "sphere", (0.05,), (1, 0, 0, 1)),))
+    with pytest.raises(RenderError, match="type must be one of"):
+        ClipRenderer("ant", 32, 32, markers=(Marker("m", "torso", "cone", (0.05,), (1, 0, 0, 1)),))
