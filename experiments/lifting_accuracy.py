@@ -164,7 +164,8 @@ def measure(true_clips, lifted, true_rep, lift_rep) -> dict:
     assert len(verdict_true) == len(verdict_lift) == len(true_clips), (true_rep.errors, lift_rep.errors)
     agree = [a == b for a, b in zip(verdict_true, verdict_lift)]
     return {"n": len(true_clips), "joint_deg": float(np.mean(joint)), "root_pos_cm": float(np.mean(pos)),
-            "root_height_cm": float(np.mean(height)), "orientation_deg": float(np.mean(ori)), "root_x_cm": float(np.mean(ex)), "root_y_cm": float(np.mean(ey)),
+            "root_height_cm": float(np.mean(height)), "orientation_deg": float(np.mean(ori)),
+            "root_x_cm": float(np.mean(ex)), "root_y_cm": float(np.mean(ey)),
             "joint_deg_far_legs": float(np.mean(far)) if far else None,
             "joint_deg_near_legs": float(np.mean(near)) if near else None,
             "true_plausible": float(np.mean(verdict_true)), "lifted_plausible": float(np.mean(verdict_lift)),
@@ -173,9 +174,11 @@ def measure(true_clips, lifted, true_rep, lift_rep) -> dict:
 
 
 def table(results: dict) -> str:
-    head = ["kind", "n", "joint deg", "orient deg", "root pos cm", "root z cm", "x cm", "y cm (depth)", "far/near legs deg",
+    head = ["kind", "n", "joint deg", "orient deg", "root pos cm", "root z cm", "x cm", "y cm (depth)",
+            "far/near legs deg",
             "plausible true", "plausible lifted", "agreement"]
-    rows = [[k, str(r["n"]), f"{r['joint_deg']:.2f}", f"{r['orientation_deg']:.2f}", f"{r['root_pos_cm']:.2f}", f"{r['root_height_cm']:.2f}",
+    rows = [[k, str(r["n"]), f"{r['joint_deg']:.2f}", f"{r['orientation_deg']:.2f}", f"{r['root_pos_cm']:.2f}",
+             f"{r['root_height_cm']:.2f}",
              f"{r['root_x_cm']:.2f}", f"{r['root_y_cm']:.2f}",
              f"{r['joint_deg_far_legs']:.2f}/{r['joint_deg_near_legs']:.2f}",
              f"{r['true_plausible']:.0%}", f"{r['lifted_plausible']:.0%}", f"{r['agreement']:.0%}"]

@@ -9,8 +9,8 @@ pose whose rendering matches the frame's body parts best:
 
 * **parts**: the contract colours the robot's geoms so that parts read apart (ant: torso and hip
   segments tan, legs red / green / blue / yellow, the torso markers cyan / violet / magenta); a part
-  is one geom colour. The frame's pixels are
-  classified by chromaticity (hue and saturation: shading changes brightness, not hue) to the nearest
+  is one geom colour. The frame's pixels are classified by chromaticity (hue and saturation:
+  shading changes brightness, not hue) to the nearest
   part colour, from half that colour's saturation on (edge pixels blend with the floor), else to the
   background (the checker floor is unsaturated); the part colours are measured from
   the contract's own render of the rest pose, so light and MJCF colours need no hand-set numbers.
