@@ -580,7 +580,6 @@ def model_path(world: World) -> str:
     return world.xml if os.path.isabs(world.xml) or os.path.isfile(world.xml) else gymnasium_asset(world.xml)
 
 
-@functools.lru_cache(maxsize=16)
 def load_model(world: World, edit=None) -> mujoco.MjModel:
     """The MjModel of ``world`` as compile_world has it (its MJCF, ``prepare``, ``placements``).
 
@@ -608,6 +607,7 @@ def load_model(world: World, edit=None) -> mujoco.MjModel:
     return m
 
 
+@functools.lru_cache(maxsize=16)
 def _compile(world: World) -> CompiledWorld:
     xml = model_path(world)
     m = load_model(world)

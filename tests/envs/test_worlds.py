@@ -419,3 +419,20 @@ def test_import_rlpf_stays_light():
             "assert not heavy, heavy; w = rlpf.World; assert 'mujoco' in sys.modules; print('LIGHT')")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "LIGHT" in r.stdout, r.stderr
+
+
+def test_compile_world_is_built_once_and_load_model_edits_only_a_copy():
+    """compile_world is cached per process (every tracker and scorer shares one model); load_model
+    with an edit compiles a new model and leaves the cached one alone."""
+    from rlpf.envs.worlds import compile_world, get_world, load_model
+
+    cw = compile_world("ant")
+    assert compile_world("ant") is cw
+    ngeom = cw.model.ngeom
+
+    def edit(spec):
+        g = spec.body("torso").add_geom()
+        g.name, g.size = "extra", [0.05, 0, 0]
+
+    m = load_model(get_world("ant"), edit)
+    assert m.ngeom == ngeom + 1 and m is not cw.model and cw.model.ngeom == ngeom
