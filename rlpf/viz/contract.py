@@ -87,9 +87,10 @@ ANT_MARKERS = (
 )
 """The ant torso's markings: four spots (7 cm spheres centred on its surface) on the equator between
 the legs, cyan at the front (+x, between legs 1 and 4), violet at the back, magenta at the sides.
-The torso is a plain sphere: without them its orientation shows only where the legs leave it, and
-lifted orientation was 7-8 deg off on clips the project did not make (README). A spot's place on
-the sphere's disc draws the torso's tilt and yaw directly, wherever it turns. They stay on the
+The torso is a plain sphere: without them its orientation shows only where the legs leave it. A
+spot's place on the sphere's disc draws the torso's tilt and yaw directly, wherever it turns
+(measured: a lifter trained with them reads orientation as well as without - 2-3 deg on rlpf's own
+clips, 4-6 deg on clips made elsewhere - and gives the same verdicts; README). They stay on the
 equator, below the sphere's upper arc that root height is read from (rlpf.lifting.root_height: the
 arc is at ~55 deg latitude for an upright torso; a spot reaches 16 deg), and each is a colour no leg
 has, so the refiner's part labels keep them apart."""
