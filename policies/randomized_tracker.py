@@ -75,8 +75,7 @@ class RandomizedTracker(Tracker):
         # the worst draw: a failed one first, then the largest body error (NaN after a divergence: inf)
         worst = max(range(len(results)), key=lambda i: (not results[i].success, _peak(results[i].body_error_m)))
         w = results[worst]
-        err = np.stack([r.body_error_m for r in results])
-        body_error = np.where(np.isnan(err).any(axis=0), np.nan, err.max(axis=0))
+        body_error = np.stack([r.body_error_m for r in results]).max(axis=0)   # NaN (a diverged draw) propagates
         info = dict(w.info, tracker=self.name, worst_draw=int(worst),
                     draw_success=[bool(r.success) for r in results],
                     wall_seconds=float(sum(r.info.get("wall_seconds", 0.0) for r in results)))
